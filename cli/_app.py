@@ -1,0 +1,191 @@
+"""The typer app. Commands parse options and call the library; logic lives in scdiff."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import scdiff
+from scdiff._errors import InputError, ScdiffError
+
+app = typer.Typer(
+    name="scdiff", no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
+    help="Train conditional diffusion models on single-cell data and generate cells.",
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+# -- options shared by several commands (defined once) --------------------------------------
+Conditions = Annotated[list[str] | None, typer.Option(
+    "--condition", "-c", help="Categorical obs column (train) or KEY=VALUE (sample); repeatable.")]
+Doses = Annotated[list[str] | None, typer.Option(
+    "--dose", help="Continuous obs column (train) or KEY=VALUE (sample); repeatable.")]
+Seed = Annotated[int, typer.Option(help="Random seed.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing output.")]
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _boundary(func):
+    """The one error boundary: library errors become one line and a non-zero exit."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        warnings.showwarning = _show_warning
+        try:
+            return func(*args, **kwargs)
+        except ScdiffError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/]", highlight=False)
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as err:  # an unexpected failure still gets one line
+            if os.environ.get("SCDIFF_DEBUG"):
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(err).__name__}: {err} "
+                "(set SCDIFF_DEBUG=1 to see the traceback, and please report it)",
+                highlight=False, soft_wrap=True,
+            )
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"scdiff {scdiff.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """scdiff: conditional diffusion for single-cell expression."""
+
+
+@app.command()
+@_boundary
+def train(
+    data: Annotated[Path, typer.Argument(help=".h5ad, .csv or .parquet with cells as rows.")],
+    condition: Conditions = None,
+    dose: Doses = None,
+    layer: Annotated[str | None, typer.Option(help="Use adata.layers[LAYER] instead of X.")] = None,
+    genes: Annotated[int, typer.Option(help="Keep this many highly variable genes.")] = 2000,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<data name>).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the data (default: from its size).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps (instead of --epochs).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Cells per step.")] = 256,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    device: Device = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model on DATA and write a run directory."""
+    from scdiff import _run
+    from scdiff.data import read_input
+
+    out = out if out is not None else Path("runs") / data.stem
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out} already exists and is not empty; choose another --out or pass --overwrite.")
+    adata = read_input(data, conditions=list(condition or []) + list(dose or []))
+    model = scdiff.ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=genes)
+    _run.prepare_dir(out, overwrite=overwrite)
+    model.train(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, device=device,
+                precision=precision, seed=seed, progress=not quiet, checkpoint_dir=out)
+    model.save(out, overwrite=True)
+    if not quiet:
+        out_console.print(f"wrote run [bold]{out}[/] ({model})", highlight=False)
+
+
+@app.command()
+@_boundary
+def sample(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `scdiff train`.")],
+    out: Annotated[Path, typer.Option(help="Output .h5ad (or .csv).")] = Path("generated.h5ad"),
+    n_cells: Annotated[int | None, typer.Option(help="Cells to generate (default 1000).")] = None,
+    condition: Conditions = None,
+    dose: Doses = None,
+    like: Annotated[Path | None, typer.Option(
+        help="Generate as many cells per condition as this file holds (reads only its obs).")] = None,
+    guidance: Annotated[list[str] | None, typer.Option(
+        help="Guidance weight (1 = conditional), or KEY=W per attribute; repeatable.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Sampler steps (default 50 DDIM, 1000 DDPM).")] = None,
+    sampler: Annotated[str, typer.Option(help="ddim or ddpm.")] = "ddim",
+    seed: Seed = 0,
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Generate cells from a trained run."""
+    from scdiff._parse import parse_assignments, parse_doses, parse_guidance
+    from scdiff.data._io import check_output, read_obs, write_h5ad
+
+    check_output(out, overwrite=overwrite, suffixes=(".h5ad", ".csv"))
+    cond = parse_assignments(condition, option="--condition")
+    doses = parse_doses(dose)
+    weights = parse_guidance(guidance)
+    model = scdiff.ConditionalDiffusion.load(run)
+    ref = read_obs(like) if like is not None else None
+    fake = model.sample(n_cells, condition=cond, dose=doses, like=ref, guidance=weights, steps=steps,
+                        sampler=sampler, seed=seed, device=device, progress=not quiet)
+    write_h5ad(fake, out, overwrite=overwrite)
+    if not quiet:
+        out_console.print(f"wrote {fake.n_obs} cells x {fake.n_vars} genes to [bold]{out}[/]",
+                          highlight=False)
+
+
+@app.command()
+@_boundary
+def info(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show what a run holds."""
+    details = scdiff.ConditionalDiffusion.load(run).info()
+    if as_json:
+        sys.stdout.write(json.dumps(details, indent=2) + "\n")
+        return
+    table = Table(title=f"scdiff run {run}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in details.items():
+        if isinstance(value, dict):
+            value = "\n".join(f"{k}: {_short(v)}" for k, v in value.items()) or "none"
+        table.add_row(key, _short(value))
+    out_console.print(table)
+
+
+def _short(value) -> str:
+    if isinstance(value, list) and len(value) > 12:
+        return ", ".join(map(str, value[:12])) + f", ... ({len(value)} in all)"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def main() -> None:
+    """Entry point of the ``scdiff`` command and ``python -m scdiff``."""
+    app()

@@ -1,0 +1,359 @@
+"""ConditionalDiffusion: the user-facing model that composes data, network, schedule,
+trainer and sampler around an AnnData."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from scdiff import _run
+from scdiff._errors import InputError, RunError
+from scdiff._progress import progress_bar
+from scdiff.data import ConditionEncoder, Preprocessor
+from scdiff.data._io import atomic_write, check_anndata
+from scdiff.diffusion import Guidance, NoiseSchedule, sample_loop
+from scdiff.nn import ConditionalMLP
+from scdiff.train import (
+    CellTensors,
+    TrainConfig,
+    Trainer,
+    copy_with_state,
+    resolve_device,
+    resolve_precision,
+)
+
+MAX_CELLS = 50_000_000
+
+
+def auto_steps(n_cells: int, batch_size: int) -> int:
+    """Default training length: ~2 minutes on a 2-core CPU for small data, more epochs on larger."""
+    epochs_equiv = 600 * n_cells / batch_size
+    return int(np.clip(epochs_equiv, 2000, 20000))
+
+
+class ConditionalDiffusion:
+    """A conditional diffusion model of single-cell expression.
+
+    Parameters
+    ----------
+    adata
+        Training data: raw counts or log-normalised expression in ``X`` or ``layer``.
+    condition
+        Categorical ``.obs`` column(s) to condition on.
+    dose
+        Continuous ``.obs`` column(s) to condition on.
+    layer
+        Read expression from ``adata.layers[layer]`` instead of ``X``.
+    n_genes
+        Keep the ``n_genes`` most variable genes when the data has more.
+    width, depth, dropout
+        Size of the residual MLP.
+    schedule, prediction, num_timesteps
+        The diffusion: ``"cosine"``/``"linear"``; ``"epsilon"``/``"v"``/``"x0"``; T.
+
+    Examples
+    --------
+    >>> import scdiff, anndata as ad
+    >>> adata = ad.read_h5ad("data_examples/pbmc_train.h5ad")  # doctest: +SKIP
+    >>> model = scdiff.ConditionalDiffusion(adata, condition="cell_type")  # doctest: +SKIP
+    >>> model.train(steps=200)  # doctest: +SKIP
+    >>> fake = model.sample(n_cells=100, condition={"cell_type": "CD19+ B"})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        condition: str | Sequence[str] | None = None,
+        dose: str | Sequence[str] | None = None,
+        *,
+        layer: str | None = None,
+        n_genes: int = 2000,
+        width: int = 256,
+        depth: int = 3,
+        dropout: float = 0.0,
+        schedule: str = "cosine",
+        prediction: str = "v",
+        num_timesteps: int = 1000,
+    ) -> None:
+        if not isinstance(adata, ad.AnnData):
+            raise InputError(f"adata needs to be an AnnData, got {type(adata).__name__}.")
+        check_anndata(adata)
+        if n_genes < 1:
+            raise InputError(f"n_genes = {n_genes} needs to be at least 1.")
+        self.preprocessor = Preprocessor.fit(adata, layer=layer, n_genes=n_genes)
+        self.encoder = ConditionEncoder.fit(adata.obs, condition, dose)
+        self.schedule = NoiseSchedule(num_timesteps, schedule, prediction)  # type: ignore[arg-type]
+        self.network_config = {
+            "n_genes": len(self.preprocessor.genes), "n_categories": self.encoder.n_categories,
+            "n_doses": len(self.encoder.dose_keys), "width": int(width), "depth": int(depth),
+            "dropout": float(dropout),
+        }
+        self.network = ConditionalMLP(**self.network_config)
+        self.ema_state: dict[str, torch.Tensor] | None = None
+        self.train_config: TrainConfig | None = None
+        self.log: list[dict] = []
+        self.seed: int | None = None
+        z = self.preprocessor.transform(self.preprocessor.log_expression(adata))
+        codes, doses = self.encoder.encode(adata.obs)
+        self._data: CellTensors | None = CellTensors(
+            torch.from_numpy(z), torch.from_numpy(codes), torch.from_numpy(doses)
+        )
+        self._run_path: str | None = None
+
+    # -- description --------------------------------------------------------------------------
+    @property
+    def genes(self) -> list[str]:
+        return list(self.preprocessor.genes)
+
+    @property
+    def is_trained(self) -> bool:
+        return self.ema_state is not None
+
+    def __repr__(self) -> str:
+        conds = ", ".join(
+            f"{k} ({len(c)})" for k, c in zip(self.encoder.keys, self.encoder.categories, strict=True)
+        )
+        doses = ", ".join(self.encoder.dose_keys)
+        state = f"trained {self.train_config.steps} steps" if self.train_config else "untrained"
+        return (
+            f"ConditionalDiffusion({len(self.genes)} genes; conditions: {conds or 'none'}; "
+            f"doses: {doses or 'none'}; {state})"
+        )
+
+    # -- training -----------------------------------------------------------------------------
+    def train(
+        self,
+        *,
+        epochs: int | None = None,
+        steps: int | None = None,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        device: str = "auto",
+        precision: str = "auto",
+        seed: int = 0,
+        p_uncond: float = 0.1,
+        progress: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 500,
+    ) -> ConditionalDiffusion:
+        """Fit the network to the training data given at construction.
+
+        Give ``epochs`` (passes over the data) or ``steps`` (optimizer updates); by
+        default the length follows the data's size (:func:`auto_steps`).
+        """
+        if self._data is None:
+            raise RunError("this model was loaded from a run and holds no training data; "
+                           "create a new ConditionalDiffusion(adata, ...) to train.")
+        if batch_size < 1 or lr <= 0:
+            raise InputError("batch_size needs to be >= 1 and lr > 0.")
+        n = len(self._data)
+        per_epoch = max(1, n // min(batch_size, n))
+        if steps is None:
+            steps = epochs * per_epoch if epochs is not None else auto_steps(n, batch_size)
+        if steps < 1:
+            raise InputError(f"training needs at least one step (got steps={steps}, epochs={epochs}).")
+        dev = resolve_device(device)
+        cfg = TrainConfig(steps=int(steps), batch_size=int(batch_size), lr=float(lr),
+                          precision=precision, seed=int(seed), p_uncond=float(p_uncond),
+                          warmup_steps=min(100, max(1, steps // 10)),
+                          checkpoint_every=checkpoint_every if checkpoint_dir else 0)
+        torch.manual_seed(seed)
+        self.network = ConditionalMLP(**self.network_config)
+        trainer = Trainer(cfg, self.schedule, dev)
+        start = time.perf_counter()
+        with progress_bar("training", cfg.steps, enabled=progress, show_loss=True) as bar:
+            def on_log(step: int, row: dict) -> None:
+                rate = step / max(time.perf_counter() - start, 1e-9)
+                bar.update(step, loss=f"{row['loss']:.4f}", rate=f"{rate:.1f} steps/s")
+
+            def on_checkpoint(step: int, net, ema_state) -> None:
+                tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
+                tensors.update({f"ema.{k}": v for k, v in ema_state.items()})
+                _run.save_tensors(tensors, Path(checkpoint_dir) / _run.CHECKPOINT,
+                                  metadata={"step": str(step)})
+
+            result = trainer.fit(self.network, self._data, on_log=on_log,
+                                 on_checkpoint=on_checkpoint if checkpoint_dir else None)
+        self.network = result.model.to("cpu")
+        self.ema_state = {k: v.to("cpu") for k, v in result.ema_state.items()}
+        self.train_config = cfg
+        self.log = result.log
+        self.seed = int(seed)
+        return self
+
+    # -- sampling -----------------------------------------------------------------------------
+    def sample(
+        self,
+        n_cells: int | None = None,
+        *,
+        condition: Mapping[str, str] | None = None,
+        dose: Mapping[str, float] | None = None,
+        like: ad.AnnData | pd.DataFrame | None = None,
+        guidance: float | Mapping[str, float] = 1.0,
+        steps: int | None = None,
+        sampler: str = "ddim",
+        seed: int = 0,
+        device: str = "auto",
+        precision: str = "fp32",
+        batch_size: int = 8192,
+        progress: bool = False,
+    ) -> ad.AnnData:
+        """Generate cells as an AnnData in the training gene space (log-normalised).
+
+        With ``like``, as many cells of each condition (and dose) as ``like`` holds;
+        only its ``.obs`` is read. Otherwise ``n_cells`` cells (default 1000) with the
+        ``condition``/``dose`` values given, the rest in training proportions.
+        ``guidance`` is one weight (1 = plain conditional) or one per attribute.
+        """
+        if not self.is_trained:
+            raise RunError("the model is not trained yet; call model.train() first.")
+        if sampler not in ("ddim", "ddpm"):
+            raise InputError(f"sampler {sampler!r} needs to be 'ddim' or 'ddpm'.")
+        if steps is None:
+            steps = 50 if sampler == "ddim" else self.schedule.num_timesteps
+        rng = np.random.default_rng(seed)
+        if like is not None:
+            if n_cells is not None or condition or dose:
+                raise InputError("give either like= or n_cells/condition/dose, not both.")
+            obs = like.obs if isinstance(like, ad.AnnData) else like
+            frame = obs[list(self.encoder.attributes)].reset_index(drop=True) if len(
+                self.encoder.attributes) else pd.DataFrame(index=pd.RangeIndex(len(obs)))
+            where = "the --like reference"
+        else:
+            n_cells = 1000 if n_cells is None else n_cells
+            frame = None
+            where = "the request"
+        if like is None:
+            if not isinstance(n_cells, (int, np.integer)) or not 0 < n_cells <= MAX_CELLS:
+                raise InputError(f"n_cells = {n_cells} needs to be a whole number between 1 and {MAX_CELLS:,}.")
+            frame = self.encoder.request_obs(int(n_cells), condition, dose, rng)
+        if len(frame) == 0:
+            raise InputError("the reference holds no cells; nothing to generate.")
+        missing = [k for k in self.encoder.attributes if k not in frame.columns]
+        if missing:
+            raise InputError(f"{where} lacks the column(s) {missing} the model was trained on.")
+        codes, doses = self.encoder.encode(frame, where=where)
+        z = self._generate(codes, doses, guidance=guidance, steps=steps,
+                           eta=1.0 if sampler == "ddpm" else 0.0, seed=seed, device=device,
+                           precision=precision, batch_size=batch_size, progress=progress)
+        X = self.preprocessor.inverse(z)
+        obs = self.encoder.to_obs(frame)
+        obs.index = pd.Index([f"gen-{i}" for i in range(len(obs))])
+        out = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(self.genes)))
+        out.uns["scdiff"] = {
+            "run": self._run_path or "", "sampler": sampler, "steps": int(steps),
+            "guidance": dict(guidance) if isinstance(guidance, Mapping) else float(guidance),
+            "seed": int(seed), "version": _run.package_versions()["scdiff"],
+            "train_seed": self.seed if self.seed is not None else -1, "space": "log1p_cp10k",
+        }
+        return out
+
+    def _generate(self, codes: np.ndarray, doses: np.ndarray, *, guidance, steps: int, eta: float,
+                  seed: int, device: str, precision: str, batch_size: int, progress: bool) -> np.ndarray:
+        dev = resolve_device(device)
+        autocast = resolve_precision(precision, dev)
+        net = copy_with_state(self.network, self.ema_state).to(dev)
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        guide = Guidance(self.encoder.attributes, guidance)
+        null = torch.tensor(self.encoder.n_categories, dtype=torch.long, device=dev)
+        n = codes.shape[0]
+        out = np.empty((n, len(self.genes)), dtype=np.float32)
+        chunks = range(0, n, batch_size)
+        total = len(chunks) * len(self.schedule.timesteps(steps))
+        with progress_bar("sampling", total, enabled=progress) as bar:
+            for start in chunks:
+                sl = slice(start, start + batch_size)
+                x = sample_loop(
+                    net, self.schedule, torch.from_numpy(codes[sl]).to(dev),
+                    torch.from_numpy(doses[sl]).to(dev), null_codes=null, guidance=guide,
+                    steps=steps, eta=eta, generator=gen, autocast_dtype=autocast,
+                    on_step=bar.advance,
+                )
+                out[sl] = x.float().cpu().numpy()
+        return out
+
+    # -- persistence --------------------------------------------------------------------------
+    def _config(self) -> dict:
+        return {
+            "network": self.network_config,
+            "schedule": self.schedule.to_config(),
+            "preprocess": self.preprocessor.to_config(),
+            "conditions": self.encoder.to_config(),
+            "train": self.train_config.to_config() if self.train_config else None,
+            "seed": self.seed,
+        }
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the run directory (weights, config, log, loss plot)."""
+        if not self.is_trained:
+            raise RunError("the model is not trained yet; call model.train() before save().")
+        path = _run.prepare_dir(path, overwrite=overwrite)
+        _run.write_run(path, self._config(),
+                       {"model": self.network.state_dict(), "ema": self.ema_state})
+        if self.log:
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=list(self.log[0]))
+            writer.writeheader()
+            writer.writerows(self.log)
+            atomic_write(path / _run.LOG, lambda tmp: tmp.write_text(buf.getvalue()))
+            from scdiff.pl import loss as plot_loss
+
+            atomic_write(path / _run.PLOT, lambda tmp: plot_loss(pd.DataFrame(self.log), save=tmp))
+        ckpt = path / _run.CHECKPOINT
+        if ckpt.exists():  # training finished: the final weights supersede the checkpoint
+            ckpt.unlink()
+        self._run_path = str(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ConditionalDiffusion:
+        """Rebuild a trained model from a run directory; needs no training data."""
+        config = _run.read_config(path)
+        try:
+            self = cls.__new__(cls)
+            self.preprocessor = Preprocessor.from_config(config["preprocess"])
+            self.encoder = ConditionEncoder.from_config(config["conditions"])
+            self.schedule = NoiseSchedule.from_config(config["schedule"])
+            self.network_config = dict(config["network"])
+            self.network = ConditionalMLP(**self.network_config)
+            self.train_config = TrainConfig(**config["train"]) if config.get("train") else None
+            self.seed = config.get("seed")
+        except (KeyError, TypeError) as err:
+            raise RunError(f"{path}/config.json is missing or has unexpected entries ({err}); "
+                           "the run is damaged or from another version: train again.") from err
+        try:
+            self.network.load_state_dict(_run.read_weights(path, config, "model"))
+            self.ema_state = _run.read_weights(path, config, "ema")
+            copy_with_state(self.network, self.ema_state)
+        except RuntimeError as err:
+            raise RunError(f"the weights in {path} do not fit its config.json; the run is damaged.") from err
+        log_path = Path(path) / _run.LOG
+        self.log = pd.read_csv(log_path).to_dict("records") if log_path.exists() else []
+        self._data = None
+        self._run_path = str(path)
+        return self
+
+    def info(self) -> dict:
+        """What the run holds, as plain data (the CLI's ``scdiff info``)."""
+        pre = self.preprocessor
+        return {
+            "genes": len(pre.genes), "input_scale": pre.input_scale, "layer": pre.layer,
+            "hvg_selected": pre.hvg, "genes_in_input": pre.n_genes_input,
+            "conditions": {k: c for k, c in zip(self.encoder.keys, self.encoder.categories, strict=True)},
+            "doses": {k: [v[0], v[-1]] if v else [] for k, v in
+                      zip(self.encoder.dose_keys, self.encoder.dose_values, strict=True)},
+            "network": self.network_config,
+            "parameters": sum(p.numel() for p in self.network.parameters()),
+            "schedule": self.schedule.to_config(),
+            "train": self.train_config.to_config() if self.train_config else None,
+            "final_loss": self.log[-1]["loss"] if self.log else None,
+        }

@@ -1,0 +1,63 @@
+"""Parsing of the command line's KEY=VALUE options (kept in the library so the API and
+tests share it)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from scdiff._errors import InputError
+
+
+def parse_assignments(items: Sequence[str] | None, *, option: str) -> dict[str, str]:
+    """``["cell_type=B", "drug=X"]`` -> ``{"cell_type": "B", "drug": "X"}``.
+
+    Examples
+    --------
+    >>> parse_assignments(["cell_type=CD14+ Monocyte"], option="--condition")
+    {'cell_type': 'CD14+ Monocyte'}
+    """
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key or not value:
+            raise InputError(f"{option} {item!r} needs the form KEY=VALUE, e.g. {option} cell_type=B.")
+        if key in out and out[key] != value:
+            raise InputError(f"{option} gives {key!r} twice ({out[key]!r} and {value!r}); give it once.")
+        out[key] = value
+    return out
+
+
+def _number(text: str, *, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{what} {text!r} is not a number.") from None
+    if not math.isfinite(value):
+        raise InputError(f"{what} {text!r} needs to be a finite number.")
+    return value
+
+
+def parse_doses(items: Sequence[str] | None) -> dict[str, float]:
+    """``["dose=0.5"]`` -> ``{"dose": 0.5}``; doses must be finite and >= 0."""
+    out = {}
+    for key, value in parse_assignments(items, option="--dose").items():
+        number = _number(value, what=f"--dose {key}=")
+        if number < 0:
+            raise InputError(f"--dose {key}={value} is negative; doses must be >= 0.")
+        out[key] = number
+    return out
+
+
+def parse_guidance(items: Sequence[str] | None) -> float | dict[str, float]:
+    """``["2"]`` -> 2.0 (all attributes); ``["drug=4", "cell_line=1"]`` -> per attribute."""
+    items = list(items or [])
+    if not items:
+        return 1.0
+    if len(items) == 1 and "=" not in items[0]:
+        return _number(items[0], what="--guidance")
+    if any("=" not in i for i in items):
+        raise InputError("--guidance takes one number, or KEY=WEIGHT for each attribute, not both.")
+    return {k: _number(v, what=f"--guidance {k}=") for k, v in
+            parse_assignments(items, option="--guidance").items()}

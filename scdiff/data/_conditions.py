@@ -1,0 +1,251 @@
+"""Condition encoding: categorical obs columns to codes, continuous ones to doses.
+
+Each categorical attribute gets codes 0..K-1 plus the null code K that classifier-
+free guidance trains and samples with. Each dose is mapped to about [0, 1] by
+``log1p(dose) / log1p(max training dose)``, so doses spanning orders of
+magnitude are spread evenly and doses beyond the range stay finite.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from scdiff._errors import InputError
+
+
+def _as_list(keys: str | Sequence[str] | None) -> list[str]:
+    if keys is None:
+        return []
+    if isinstance(keys, str):
+        return [keys]
+    return [str(k) for k in keys]
+
+
+def _check_columns(obs: pd.DataFrame, keys: Sequence[str], kind: str) -> None:
+    for key in keys:
+        if key not in obs.columns:
+            cols = ", ".join(map(str, obs.columns)) or "none"
+            raise InputError(
+                f"{kind} column {key!r} not found in adata.obs; the columns there are: {cols}."
+            )
+
+
+def _numeric_dose(obs: pd.DataFrame, key: str) -> np.ndarray:
+    col = obs[key]
+    values = pd.to_numeric(col.astype(object) if col.dtype == "category" else col, errors="coerce")
+    bad = values.isna() & col.notna()
+    if bad.any():
+        example = col[bad].iloc[0]
+        raise InputError(
+            f"dose column {key!r} has non-numeric values (e.g. {example!r}); doses must be numbers."
+        )
+    if values.isna().any():
+        raise InputError(
+            f"dose column {key!r} has {int(values.isna().sum())} missing values; "
+            "fill them (e.g. 0 for untreated cells) or drop those cells."
+        )
+    arr = values.to_numpy(dtype=np.float64)
+    if (arr < 0).any():
+        raise InputError(f"dose column {key!r} has negative values (min {arr.min():g}); doses must be >= 0.")
+    if not np.all(np.isfinite(arr)):
+        raise InputError(f"dose column {key!r} has infinite values; doses must be finite.")
+    return arr
+
+
+@dataclass
+class ConditionEncoder:
+    """Maps obs columns to the network's (codes, doses) and back.
+
+    Attributes
+    ----------
+    keys
+        Categorical obs columns.
+    categories
+        For each key, its categories in code order.
+    dose_keys
+        Continuous obs columns.
+    dose_max
+        For each dose key, the largest training dose (used by the transform).
+    dose_values
+        For each dose key, the distinct training doses (at most 100, for messages).
+    counts
+        Number of training cells of each observed combination, for sampling in
+        training proportions: list of [values..., doses..., n].
+    """
+
+    keys: list[str] = field(default_factory=list)
+    categories: list[list[str]] = field(default_factory=list)
+    dose_keys: list[str] = field(default_factory=list)
+    dose_max: list[float] = field(default_factory=list)
+    dose_values: list[list[float]] = field(default_factory=list)
+    counts: list[list] = field(default_factory=list)
+
+    # -- fitting ------------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls, obs: pd.DataFrame, condition: str | Sequence[str] | None, dose: str | Sequence[str] | None
+    ) -> ConditionEncoder:
+        """Read the categories and dose ranges from training ``obs``."""
+        keys, dose_keys = _as_list(condition), _as_list(dose)
+        both = set(keys) & set(dose_keys)
+        if both:
+            raise InputError(f"{sorted(both)} given both as condition and as dose; choose one.")
+        _check_columns(obs, keys, "condition")
+        _check_columns(obs, dose_keys, "dose")
+        categories = []
+        for key in keys:
+            col = obs[key]
+            if col.isna().any():
+                raise InputError(
+                    f"condition column {key!r} has {int(col.isna().sum())} missing values; "
+                    "fill them (e.g. 'unknown') or drop those cells."
+                )
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                present = set(col.astype(str).unique())
+                cats = [str(c) for c in col.cat.categories if str(c) in present]
+            else:
+                cats = sorted(col.astype(str).unique())
+            categories.append(cats)
+        dose_max, dose_values = [], []
+        for key in dose_keys:
+            arr = _numeric_dose(obs, key)
+            dose_max.append(float(arr.max()) if arr.size else 0.0)
+            dose_values.append(sorted(np.unique(arr).tolist())[:100])
+        enc = cls(keys, categories, dose_keys, dose_max, dose_values)
+        if keys or dose_keys:
+            frame = pd.DataFrame({k: obs[k].astype(str).to_numpy() for k in keys})
+            for k in dose_keys:
+                frame[k] = _numeric_dose(obs, k)
+            grouped = frame.groupby(keys + dose_keys, sort=True, observed=True).size()
+            enc.counts = [
+                [*(idx if isinstance(idx, tuple) else (idx,)), int(n)] for idx, n in grouped.items()
+            ]
+        return enc
+
+    def to_config(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict) -> ConditionEncoder:
+        return cls(**config)
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return tuple(self.keys) + tuple(self.dose_keys)
+
+    @property
+    def n_categories(self) -> list[int]:
+        return [len(c) for c in self.categories]
+
+    # -- encoding -----------------------------------------------------------------------------
+    def transform_dose(self, key_index: int, values: np.ndarray) -> np.ndarray:
+        """Dose -> network input: log1p(d) / log1p(max training dose)."""
+        denom = np.log1p(self.dose_max[key_index]) or 1.0
+        return (np.log1p(np.asarray(values, dtype=np.float64)) / denom).astype(np.float32)
+
+    def encode(self, obs: pd.DataFrame, *, where: str = "adata.obs") -> tuple[np.ndarray, np.ndarray]:
+        """obs columns -> (codes int64 [n, K], transformed doses float32 [n, D])."""
+        _check_columns(obs, self.keys, "condition")
+        _check_columns(obs, self.dose_keys, "dose")
+        codes = np.empty((len(obs), len(self.keys)), dtype=np.int64)
+        for i, key in enumerate(self.keys):
+            col = obs[key].astype(str)
+            lookup = pd.Index(self.categories[i])
+            idx = lookup.get_indexer(col)
+            if (idx < 0).any():
+                unknown = sorted(set(col[idx < 0]))
+                raise InputError(
+                    f"{key}={unknown[0]!r} in {where} was not seen in training; "
+                    f"valid values of {key!r} are: {', '.join(self.categories[i])}."
+                )
+            codes[:, i] = idx
+        doses = np.empty((len(obs), len(self.dose_keys)), dtype=np.float32)
+        for i, key in enumerate(self.dose_keys):
+            raw = _numeric_dose(obs, key)
+            self.warn_out_of_range(i, raw)
+            doses[:, i] = self.transform_dose(i, raw)
+        return codes, doses
+
+    def warn_out_of_range(self, key_index: int, raw: np.ndarray) -> None:
+        hi = self.dose_max[key_index]
+        lo = self.dose_values[key_index][0] if self.dose_values[key_index] else 0.0
+        if raw.size and (raw.max() > hi or raw.min() < lo):
+            warnings.warn(
+                f"dose {self.dose_keys[key_index]!r} asked at {raw.max():g}, outside the "
+                f"training range [{lo:g}, {hi:g}]: the model extrapolates there.",
+                stacklevel=3,
+            )
+
+    def training_obs(self, n_cells: int, rng: np.random.Generator) -> pd.DataFrame:
+        """``n_cells`` rows of conditions drawn in training proportions (exact, rounded)."""
+        if not self.counts:
+            return pd.DataFrame(index=pd.RangeIndex(n_cells))
+        weights = np.array([row[-1] for row in self.counts], dtype=np.float64)
+        exact = weights / weights.sum() * n_cells
+        alloc = np.floor(exact).astype(int)
+        short = n_cells - alloc.sum()
+        if short:
+            alloc[np.argsort(-(exact - alloc), kind="stable")[:short]] += 1
+        rows = [row[:-1] for row, k in zip(self.counts, alloc, strict=True) for _ in range(k)]
+        frame = pd.DataFrame(rows, columns=list(self.keys) + list(self.dose_keys))
+        return frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
+
+    def request_obs(
+        self,
+        n_cells: int,
+        condition: Mapping[str, str] | None,
+        dose: Mapping[str, float] | None,
+        rng: np.random.Generator,
+    ) -> pd.DataFrame:
+        """obs for ``n_cells`` cells: the named values fixed, the rest in training proportions."""
+        condition, dose = dict(condition or {}), dict(dose or {})
+        for key in condition:
+            if key not in self.keys:
+                raise InputError(
+                    f"condition {key!r} is not one the model was trained on; "
+                    f"its conditions are: {', '.join(self.keys) or 'none'}."
+                )
+        for key in dose:
+            if key not in self.dose_keys:
+                raise InputError(
+                    f"dose {key!r} is not one the model was trained on; "
+                    f"its doses are: {', '.join(self.dose_keys) or 'none'}."
+                )
+        frame = self.training_obs(n_cells, rng)
+        if condition or dose:
+            free = [k for k in self.attributes if k not in condition and k not in dose]
+            if free and self.counts:
+                # the free attributes follow training proportions among cells matching the fixed ones
+                base = pd.DataFrame(
+                    [row[:-1] for row in self.counts], columns=list(self.attributes)
+                ).assign(_n=[row[-1] for row in self.counts])
+                match = np.ones(len(base), dtype=bool)
+                for k, v in condition.items():
+                    match &= base[k].astype(str).to_numpy() == str(v)
+                pool = base[match] if match.any() else base
+                probs = pool["_n"].to_numpy(dtype=float)
+                pick = rng.choice(len(pool), size=n_cells, p=probs / probs.sum())
+                frame = pool.iloc[pick][free].reset_index(drop=True)
+            else:
+                frame = pd.DataFrame(index=pd.RangeIndex(n_cells))
+            for k, v in condition.items():
+                frame[k] = str(v)
+            for k, v in dose.items():
+                frame[k] = float(v)
+            frame = frame[list(self.attributes)]
+        return frame
+
+    def to_obs(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Typed obs for output: categoricals with the training categories, float doses."""
+        out = pd.DataFrame(index=frame.index)
+        for key, cats in zip(self.keys, self.categories, strict=True):
+            out[key] = pd.Categorical(frame[key].astype(str), categories=cats)
+        for key in self.dose_keys:
+            out[key] = frame[key].astype(np.float64).to_numpy()
+        return out

@@ -1,0 +1,168 @@
+"""Reading user files and writing results without ever leaving half a file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from scdiff._errors import InputError
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path} does not exist; check the path.")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give an .h5ad, .csv or .parquet file.")
+
+
+def read_input(path: str | os.PathLike, *, conditions: Sequence[str] = ()) -> ad.AnnData:
+    """Read an ``.h5ad`` file, or a ``.csv``/``.parquet`` table as AnnData.
+
+    In a table, the columns named in ``conditions`` (and any non-numeric column)
+    go to ``.obs``; the other numeric columns are the features.
+
+    Examples
+    --------
+    >>> adata = read_input("data_examples/pbmc_train.h5ad")  # doctest: +SKIP
+    """
+    path = Path(path)
+    _check_readable(path)
+    suffix = path.suffix.lower()
+    if suffix == ".h5ad":
+        try:
+            adata = ad.read_h5ad(path)
+        except Exception as err:  # h5py/anndata raise many types for a damaged file
+            raise InputError(
+                f"{path} could not be read as .h5ad ({type(err).__name__}); the file may be "
+                "truncated or not an AnnData file: write it again with adata.write_h5ad."
+            ) from err
+    elif suffix in TABLE_SUFFIXES:
+        adata = _read_table(path, conditions)
+    else:
+        raise InputError(
+            f"{path} has extension {suffix or '(none)'!r}; scdiff reads .h5ad, .csv, .tsv or .parquet."
+        )
+    check_anndata(adata, source=str(path))
+    return adata
+
+
+def _read_table(path: Path, conditions: Sequence[str]) -> ad.AnnData:
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    except ImportError as err:
+        raise InputError(f"reading {path} needs pyarrow: pip install pyarrow.") from err
+    except Exception as err:
+        raise InputError(f"{path} could not be read as a table ({type(err).__name__}: {err}).") from err
+    missing = [c for c in conditions if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"column {missing[0]!r} not found in {path.name}; the columns there are: "
+            f"{', '.join(map(str, frame.columns))}."
+        )
+    obs_cols = [c for c in frame.columns if c in conditions or not pd.api.types.is_numeric_dtype(frame[c])]
+    feat_cols = [c for c in frame.columns if c not in obs_cols]
+    X = frame[feat_cols].to_numpy(dtype=np.float32)
+    obs = frame[obs_cols].copy()
+    obs.index = obs.index.astype(str)
+    return ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[str(c) for c in feat_cols]))
+
+
+def check_anndata(adata: ad.AnnData, *, source: str = "the AnnData") -> None:
+    """Refuse data that no step could use: no cells, no genes, duplicate names."""
+    if adata.n_obs == 0:
+        raise InputError(f"{source} has no cells; give data with at least a few hundred cells.")
+    if adata.n_vars == 0:
+        raise InputError(f"{source} has no genes (no feature columns); check the file.")
+    if not adata.var_names.is_unique:
+        dup = adata.var_names[adata.var_names.duplicated()][0]
+        raise InputError(
+            f"{source} has duplicate gene names (e.g. {dup!r}); run adata.var_names_make_unique()."
+        )
+    if not adata.obs_names.is_unique:
+        dup = adata.obs_names[adata.obs_names.duplicated()][0]
+        raise InputError(
+            f"{source} has duplicate cell names (e.g. {dup!r}); run adata.obs_names_make_unique()."
+        )
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary name in the same folder, then rename over ``path``.
+
+    A crash or a full disk leaves any previous file at ``path`` intact.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def check_output(path: str | os.PathLike, *, overwrite: bool, suffixes: Sequence[str]) -> Path:
+    """Check an output path before any work is done: suffix, existence, writable folder."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"output {path} needs one of the extensions {', '.join(suffixes)}.")
+    if path.is_dir():
+        raise InputError(f"output {path} is a directory; give a file name.")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; choose another name or pass --overwrite.")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise InputError(f"folder {parent} does not exist; create it first.")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"folder {parent} is not writable; choose another output location.")
+    return path
+
+
+def write_h5ad(adata: ad.AnnData, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``adata`` to ``.h5ad`` (or ``.csv``) atomically, refusing to overwrite by default."""
+    path = check_output(path, overwrite=overwrite, suffixes=(".h5ad", ".csv"))
+    if path.suffix.lower() == ".csv":
+        def write(tmp: Path) -> None:
+            frame = adata.to_df()
+            for col in adata.obs.columns:
+                frame.insert(0, col, adata.obs[col].to_numpy())
+            frame.to_csv(tmp, index_label="cell")
+    else:
+        def write(tmp: Path) -> None:
+            adata.write_h5ad(tmp)
+    return atomic_write(path, write)
+
+
+def read_obs(path: str | os.PathLike) -> pd.DataFrame:
+    """Only the ``.obs`` of an ``.h5ad`` (its expression is never read), or a table's columns."""
+    path = Path(path)
+    _check_readable(path)
+    suffix = path.suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        frame = (pd.read_parquet(path) if suffix in (".parquet", ".pq")
+                 else pd.read_csv(path, sep="\t" if suffix == ".tsv" else ","))
+        return frame.select_dtypes(exclude="number").join(frame.select_dtypes("number"))
+    if suffix != ".h5ad":
+        raise InputError(f"{path} has extension {suffix!r}; --like reads .h5ad, .csv or .parquet.")
+    import h5py
+    from anndata.io import read_elem
+
+    try:
+        with h5py.File(path, "r") as fh:
+            return read_elem(fh["obs"])
+    except Exception as err:
+        raise InputError(f"{path} could not be read as .h5ad ({type(err).__name__}); "
+                         "the file may be truncated or not an AnnData file.") from err

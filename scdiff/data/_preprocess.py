@@ -1,0 +1,190 @@
+"""Expression preprocessing and its exact inverse on output.
+
+counts --> CP10k + log1p --> highly variable genes --> per-gene standardisation.
+Everything fitted is recorded in a JSON-able config, so a run reloads without the
+training data and maps generated values back to log-normalised expression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from scdiff._errors import InputError
+from scdiff.data._validate import Scale, detect_scale
+
+_MIN_STD = 1e-2  # floor for near-constant genes, so scaling never divides by ~0
+
+
+def log_normalize(X, target_sum: float = 1e4):
+    """log1p of counts per ``target_sum`` (CP10k), keeping sparsity."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float32, copy=True)
+        lib = np.asarray(X.sum(axis=1)).ravel()
+        lib[lib == 0] = 1.0
+        X = sp.diags((target_sum / lib).astype(np.float32)) @ X
+        X.data = np.log1p(X.data)
+        return X.tocsr()
+    X = np.asarray(X, dtype=np.float32)
+    lib = X.sum(axis=1, keepdims=True)
+    lib[lib == 0] = 1.0
+    return np.log1p(X * (target_sum / lib)).astype(np.float32)
+
+
+def _gene_moments(X) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene mean and standard deviation without densifying a sparse matrix."""
+    if sp.issparse(X):
+        mean = np.asarray(X.mean(axis=0)).ravel().astype(np.float64)
+        sq = np.asarray(X.multiply(X).mean(axis=0)).ravel().astype(np.float64)
+        var = np.maximum(sq - mean**2, 0.0)
+    else:
+        X64 = np.asarray(X, dtype=np.float64)
+        mean, var = X64.mean(axis=0), X64.var(axis=0)
+    return mean, np.sqrt(var)
+
+
+def _min_nonzero(X) -> np.ndarray:
+    """Per-gene smallest positive value (genes never expressed get the median of the rest)."""
+    if sp.issparse(X):
+        X = sp.csc_matrix(X)
+        out = np.array([
+            X.data[a:b][X.data[a:b] > 0].min() if np.any(X.data[a:b] > 0) else np.nan
+            for a, b in zip(X.indptr[:-1], X.indptr[1:], strict=True)
+        ], dtype=np.float64)
+    else:
+        X = np.asarray(X, dtype=np.float64)
+        out = np.where(X > 0, X, np.inf).min(axis=0)
+        out[~np.isfinite(out)] = np.nan
+    fill = np.nanmedian(out) if np.isfinite(out).any() else 0.0
+    return np.where(np.isnan(out), fill, out).astype(np.float32)
+
+
+def select_hvg(X, var_names: pd.Index, n_top: int) -> np.ndarray:
+    """Indices (in original order) of the ``n_top`` most variable genes of log data.
+
+    Seurat-style: dispersion (var/mean) normalised within 20 bins of mean expression.
+    """
+    mean, std = _gene_moments(X)
+    disp = np.where(mean > 0, std**2 / np.maximum(mean, 1e-12), 0.0)
+    log_disp = np.log(np.maximum(disp, 1e-12))
+    bins = pd.cut(mean, bins=20, labels=False, duplicates="drop")
+    frame = pd.DataFrame({"d": log_disp, "bin": bins})
+    grp = frame.groupby("bin")["d"]
+    norm = (frame["d"] - grp.transform("mean")) / grp.transform("std").replace(0, 1).fillna(1)
+    norm = norm.fillna(0).to_numpy()
+    norm[mean <= 0] = -np.inf
+    top = np.argsort(-norm, kind="stable")[:n_top]
+    return np.sort(top)
+
+
+@dataclass
+class Preprocessor:
+    """What was done to the input, fitted once at training time.
+
+    Attributes
+    ----------
+    input_scale
+        ``"counts"`` or ``"log"``: what the user gave.
+    layer
+        The layer read (``None`` for ``.X``).
+    genes
+        The modelled genes, in order.
+    mean, std
+        Per-gene standardisation of log-normalised expression.
+    """
+
+    input_scale: Scale
+    layer: str | None
+    genes: list[str]
+    mean: list[float]
+    std: list[float]
+    min_nonzero: list[float] = field(default_factory=list)
+    n_genes_input: int = 0
+    target_sum: float = 1e4
+    hvg: bool = False
+    extra: dict = field(default_factory=dict)
+
+    # -- fitting ------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, adata: ad.AnnData, *, layer: str | None = None, n_genes: int = 2000) -> Preprocessor:
+        """Detect the input scale, choose genes and fit the per-gene scaling."""
+        X = expression(adata, layer)
+        scale = detect_scale(X, source=f"layer {layer!r}" if layer else "X")
+        logX = log_normalize(X) if scale == "counts" else X
+        hvg = adata.n_vars > n_genes
+        idx = select_hvg(logX, adata.var_names, n_genes) if hvg else np.arange(adata.n_vars)
+        sub = logX[:, idx]
+        mean, std = _gene_moments(sub)
+        return cls(
+            min_nonzero=_min_nonzero(sub).tolist(),
+            input_scale=scale,
+            layer=layer,
+            genes=[str(g) for g in adata.var_names[idx]],
+            mean=mean.astype(np.float32).tolist(),
+            std=np.maximum(std, _MIN_STD).astype(np.float32).tolist(),
+            n_genes_input=int(adata.n_vars),
+            hvg=bool(hvg),
+        )
+
+    # -- config -------------------------------------------------------------------------------
+    def to_config(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict) -> Preprocessor:
+        return cls(**config)
+
+    # -- forward and inverse ------------------------------------------------------------------
+    def log_expression(self, adata: ad.AnnData):
+        """The modelled genes of ``adata`` as log-normalised expression (sparse kept sparse)."""
+        X = expression(adata, self.layer)
+        scale = detect_scale(X, source=f"layer {self.layer!r}" if self.layer else "X")
+        missing = pd.Index(self.genes).difference(adata.var_names)
+        if len(missing):
+            raise InputError(
+                f"{len(missing)} of the model's {len(self.genes)} genes are not in the data "
+                f"(e.g. {list(missing[:3])}); give data with the training genes."
+            )
+        if scale == "counts":
+            # normalise on all genes first, as at training time, then select
+            X = log_normalize(X)
+        return X[:, adata.var_names.get_indexer(self.genes)]
+
+    def transform(self, log_x) -> np.ndarray:
+        """Log-normalised expression of the modelled genes -> standardised float32 array."""
+        dense = log_x.toarray() if sp.issparse(log_x) else np.asarray(log_x)
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        return ((dense - mean) / std).astype(np.float32)
+
+    def inverse(self, z: np.ndarray, *, zeros: bool = True) -> np.ndarray:
+        """Standardised values -> log-normalised expression.
+
+        Negative values become zero. With ``zeros``, values below half the smallest
+        non-zero value the gene took in training become exact zeros too: real data
+        cannot hold them (one read is the smallest non-zero), and the continuous
+        diffusion otherwise smears the zeros into small positive values.
+        """
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        x = np.maximum(z * std + mean, 0.0).astype(np.float32)
+        if zeros and self.min_nonzero:
+            x[x < 0.5 * np.asarray(self.min_nonzero, dtype=np.float32)] = 0.0
+        return x
+
+
+def expression(adata: ad.AnnData, layer: str | None):
+    """``adata.X`` or ``adata.layers[layer]``, with a clear error for an absent layer."""
+    if layer is None:
+        if adata.X is None:
+            raise InputError("the AnnData has no X; pass --layer with the layer to use.")
+        return adata.X
+    if layer not in adata.layers:
+        raise InputError(
+            f"layer {layer!r} not found in adata.layers; the layers there are {list(adata.layers)}."
+        )
+    return adata.layers[layer]

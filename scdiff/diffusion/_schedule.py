@@ -1,0 +1,206 @@
+"""Noise schedule of a Gaussian diffusion (Ho et al. 2020; Nichol & Dhariwal 2021).
+
+A plain object: it never holds the network. Coefficients are computed once in
+float64 with the papers' names and cast to the caller's dtype and device when
+used. Its constructor arguments are its whole config and round-trip to JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+
+from scdiff._errors import InputError
+
+ScheduleName = Literal["linear", "cosine"]
+Prediction = Literal["epsilon", "x0", "v"]
+
+
+def linear_betas(num_timesteps: int, beta_start: float, beta_end: float) -> np.ndarray:
+    """Betas spaced linearly, rescaled so any T behaves like T=1000 (Ho et al. 2020)."""
+    scale = 1000.0 / num_timesteps
+    return np.linspace(scale * beta_start, scale * beta_end, num_timesteps, dtype=np.float64)
+
+
+def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """Betas of the cosine schedule, eq. (17) of Nichol & Dhariwal 2021."""
+
+    def alpha_bar(t: float) -> float:
+        return math.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+
+    betas = [
+        min(1 - alpha_bar((i + 1) / num_timesteps) / alpha_bar(i / num_timesteps), max_beta)
+        for i in range(num_timesteps)
+    ]
+    return np.asarray(betas, dtype=np.float64)
+
+
+class NoiseSchedule:
+    """Forward process q(x_t | x_0) and the conversions between prediction targets.
+
+    Parameters
+    ----------
+    num_timesteps
+        Number of diffusion steps T.
+    schedule
+        ``"cosine"`` or ``"linear"``.
+    prediction
+        What the network predicts: ``"epsilon"`` (noise), ``"x0"`` or ``"v"``.
+    beta_start, beta_end
+        Range of the linear schedule (ignored by the cosine one).
+
+    Examples
+    --------
+    >>> import torch
+    >>> sched = NoiseSchedule(1000, "linear")
+    >>> x0 = torch.zeros(4, 3); noise = torch.ones(4, 3); t = torch.tensor([0, 10, 100, 999])
+    >>> sched.add_noise(x0, noise, t).shape
+    torch.Size([4, 3])
+    """
+
+    def __init__(
+        self,
+        num_timesteps: int = 1000,
+        schedule: ScheduleName = "cosine",
+        prediction: Prediction = "epsilon",
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+    ) -> None:
+        if schedule not in ("linear", "cosine"):
+            raise InputError(f"schedule = {schedule!r} needs to be one of 'linear', 'cosine'.")
+        if prediction not in ("epsilon", "x0", "v"):
+            raise InputError(f"prediction = {prediction!r} needs to be one of 'epsilon', 'x0', 'v'.")
+        if num_timesteps < 2:
+            raise InputError(f"num_timesteps = {num_timesteps} needs to be at least 2.")
+        self.num_timesteps = int(num_timesteps)
+        self.schedule = schedule
+        self.prediction = prediction
+        self.beta_start = float(beta_start)
+        self.beta_end = float(beta_end)
+
+        if schedule == "linear":
+            betas = linear_betas(num_timesteps, beta_start, beta_end)
+        else:
+            betas = cosine_betas(num_timesteps)
+        self.betas = betas
+        self.alphas = 1.0 - betas
+        self.alphas_cumprod = np.cumprod(self.alphas)
+        self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
+        self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
+        self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
+        # posterior q(x_{t-1} | x_t, x_0), eqs. (6)-(7) of Ho et al. 2020
+        self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        self.posterior_mean_coef2 = (
+            (1.0 - self.alphas_cumprod_prev) * np.sqrt(self.alphas) / (1.0 - self.alphas_cumprod)
+        )
+        self._cache: dict[tuple, torch.Tensor] = {}
+
+    # -- config -----------------------------------------------------------------------------
+    def to_config(self) -> dict:
+        return {
+            "num_timesteps": self.num_timesteps,
+            "schedule": self.schedule,
+            "prediction": self.prediction,
+            "beta_start": self.beta_start,
+            "beta_end": self.beta_end,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> NoiseSchedule:
+        return cls(**config)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _coef(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Per-timestep coefficient ``name`` gathered at ``t``, broadcast to ``like``'s batch."""
+        key = (name, like.device, like.dtype)
+        table = self._cache.get(key)
+        if table is None:
+            table = torch.as_tensor(getattr(self, name), dtype=like.dtype, device=like.device)
+            self._cache[key] = table
+        out = table[t.long()]
+        return out.view(-1, *([1] * (like.ndim - 1)))
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) at ``t`` (float32)."""
+        ab = torch.as_tensor(self.alphas_cumprod, device=t.device)[t.long()]
+        return (ab / (1.0 - ab)).float()
+
+    # -- the forward process and targets -----------------------------------------------------
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """q_sample: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, eq. (4) of Ho et al."""
+        return (
+            self._coef("sqrt_alphas_cumprod", t, x0) * x0
+            + self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * noise
+        )
+
+    q_sample = add_noise
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the network is trained to output for this ``prediction``."""
+        if self.prediction == "epsilon":
+            return noise
+        if self.prediction == "x0":
+            return x0
+        # v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (Salimans & Ho 2022)
+        return (
+            self._coef("sqrt_alphas_cumprod", t, x0) * noise
+            - self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * x0
+        )
+
+    def split_prediction(
+        self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (predicted x_0, predicted eps) from the network's output."""
+        a = self._coef("sqrt_alphas_cumprod", t, x_t)
+        s = self._coef("sqrt_one_minus_alphas_cumprod", t, x_t)
+        if self.prediction == "epsilon":
+            eps = model_output
+            x0 = (x_t - s * eps) / a  # "predicted x_0", eq. (15) of Ho et al.
+        elif self.prediction == "x0":
+            x0 = model_output
+            eps = (x_t - a * x0) / s
+        else:
+            x0 = a * x_t - s * model_output
+            eps = s * x_t + a * model_output
+        return x0, eps
+
+    # -- the reverse process ------------------------------------------------------------------
+    def timesteps(self, num_steps: int) -> list[int]:
+        """Evenly spaced timesteps from T-1 down to 0 for a sampler of ``num_steps`` steps."""
+        if not 1 <= num_steps <= self.num_timesteps:
+            raise InputError(
+                f"steps = {num_steps} needs to be between 1 and {self.num_timesteps} "
+                "(the model's number of diffusion steps)."
+            )
+        ts = np.linspace(0, self.num_timesteps - 1, num_steps).round().astype(int)
+        return sorted(set(ts.tolist()), reverse=True)
+
+    def step(
+        self,
+        x0: torch.Tensor,
+        eps: torch.Tensor,
+        x_t: torch.Tensor,
+        t: int,
+        t_prev: int,
+        eta: float,
+        noise: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """One reverse step from t to t_prev < t (t_prev = -1 means "to x_0").
+
+        Generalised DDIM update, eq. (12) of Song et al. 2021:
+        x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z, with
+        sigma = eta sqrt((1 - ab_prev)/(1 - ab_t)) sqrt(1 - ab_t/ab_prev). eta = 0 is DDIM;
+        eta = 1 with every timestep is DDPM ancestral sampling (sigma^2 = posterior variance).
+        """
+        ab_t = float(self.alphas_cumprod[t])
+        ab_prev = float(self.alphas_cumprod[t_prev]) if t_prev >= 0 else 1.0
+        sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev))
+        dir_coef = math.sqrt(max(1.0 - ab_prev - sigma**2, 0.0))
+        x_prev = math.sqrt(ab_prev) * x0 + dir_coef * eps
+        if sigma > 0 and noise is not None:
+            x_prev = x_prev + sigma * noise
+        return x_prev

@@ -1,0 +1,233 @@
+"""The trainer: moves tensors, nothing else.
+
+AdamW, warm-up + cosine learning rate, EMA with warm-up, gradient clipping,
+classifier-free guidance by per-attribute condition dropout, mixed precision,
+and DistributedDataParallel when torch.distributed is initialised (torchrun).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from scdiff._errors import InputError
+from scdiff.diffusion import NoiseSchedule
+from scdiff.train._data import CellTensors
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (recorded in the run's config)."""
+
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    p_uncond: float = 0.1
+    warmup_steps: int = 100
+    precision: str = "auto"
+    seed: int = 0
+    log_every: int = 20
+    checkpoint_every: int = 0
+
+    def to_config(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when present, else CPU; anything else as torch reads it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise InputError(f"device {device!r} is not one torch knows; use auto, cpu or cuda.") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' asked but no CUDA GPU is visible; use --device cpu or auto.")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None means plain fp32)."""
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise InputError(f"precision {precision!r} needs to be one of auto, fp32, bf16, fp16.")
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise InputError("precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def drop_conditions(
+    cats: torch.Tensor, doses: torch.Tensor, null_codes: torch.Tensor, p: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace each attribute independently by its null token with probability ``p``.
+
+    Independent dropout gives every subset of attributes an unconditional counterpart,
+    which per-attribute guidance needs.
+    """
+    if p <= 0:
+        return cats, doses
+    drop_c = torch.rand(cats.shape, generator=generator, device="cpu").to(cats.device) < p
+    drop_d = torch.rand(doses.shape, generator=generator, device="cpu").to(doses.device) < p
+    cats = torch.where(drop_c, null_codes.to(cats.device), cats)
+    doses = torch.where(drop_d, torch.full_like(doses, float("nan")), doses)
+    return cats, doses
+
+
+class EMA:
+    """Exponential moving average of parameters, with warm-up (decay grows with step)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = [p.detach().clone() for p in model.parameters()]
+
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(self.shadow, params, 1.0 - self.decay_at(step))
+
+    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        names = [n for n, _ in model.named_parameters()]
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        state.update({n: s.clone() for n, s in zip(names, self.shadow, strict=True)})
+        return state
+
+    def load(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        names = [n for n, _ in model.named_parameters()]
+        self.shadow = [state[n].to(p.device).clone() for n, p in zip(names, model.parameters(), strict=True)]
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to 10% of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # raw weights, trained
+    ema_state: dict[str, torch.Tensor]
+    log: list[dict]
+
+
+class Trainer:
+    """Fits a network to the diffusion objective on :class:`CellTensors`.
+
+    ``on_log(step, metrics)`` is called every ``log_every`` steps (rank 0 only):
+    the library never prints; the caller draws progress.
+    """
+
+    def __init__(self, config: TrainConfig, schedule: NoiseSchedule, device: torch.device) -> None:
+        self.cfg = config
+        self.schedule = schedule
+        self.device = device
+        self.autocast_dtype = resolve_precision(config.precision, device)
+
+    def fit(
+        self,
+        net: nn.Module,
+        data: CellTensors,
+        *,
+        on_log: Callable[[int, dict], None] | None = None,
+        on_checkpoint: Callable[[int, nn.Module, dict], None] | None = None,
+    ) -> TrainResult:
+        cfg, device = self.cfg, self.device
+        distributed = dist.is_available() and dist.is_initialized()
+        rank = dist.get_rank() if distributed else 0
+        world = dist.get_world_size() if distributed else 1
+        torch.manual_seed(cfg.seed + rank)
+        gen = torch.Generator().manual_seed(cfg.seed + rank)
+
+        net = net.to(device)
+        null_codes = torch.tensor(net.n_categories, dtype=torch.long, device=device)
+        shard = data.shard(rank, world).to(device)
+        batches = shard.batches(max(1, cfg.batch_size // world), gen)
+        train_net: nn.Module = net
+        if distributed:
+            train_net = nn.parallel.DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        fused = device.type == "cuda"
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                fused=fused or None)
+        ema = EMA(net, cfg.ema_decay)
+        use_scaler = self.autocast_dtype == torch.float16
+        scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+        amp = (torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
+               if self.autocast_dtype is not None else contextlib.nullcontext())
+
+        log: list[dict] = []
+        running = torch.zeros((), device=device)
+        running_gn = torch.zeros((), device=device)
+        n_since = 0
+        T = self.schedule.num_timesteps
+        net.train()
+        for step in range(cfg.steps):
+            lr = lr_at(step, cfg)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x0, cats, doses = next(batches)
+            cats, doses = drop_conditions(cats, doses, null_codes, cfg.p_uncond, gen)
+            t = torch.randint(0, T, (x0.shape[0],), generator=gen).to(device)
+            noise = torch.randn(x0.shape, generator=gen).to(device)
+            x_t = self.schedule.add_noise(x0, noise, t)
+            target = self.schedule.target(x0, noise, t)
+            with amp:
+                out = train_net(x_t, t, cats, doses)
+            loss = torch.nn.functional.mse_loss(out.float(), target)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            ema.update(net, step)
+            running += loss.detach()
+            running_gn += grad_norm.detach()
+            n_since += 1
+            last = step + 1 == cfg.steps
+            if (step + 1) % cfg.log_every == 0 or last:
+                if distributed:
+                    dist.all_reduce(running)
+                    running /= world
+                row = {"step": step + 1, "loss": float(running) / n_since,
+                       "grad_norm": float(running_gn) / n_since, "lr": lr}
+                running.zero_()
+                running_gn.zero_()
+                n_since = 0
+                if rank == 0:
+                    log.append(row)
+                    if on_log is not None:
+                        on_log(step + 1, row)
+            if (on_checkpoint is not None and rank == 0 and cfg.checkpoint_every
+                    and (step + 1) % cfg.checkpoint_every == 0 and not last):
+                on_checkpoint(step + 1, net, ema.state_dict(net))
+        net.eval()
+        return TrainResult(model=net, ema_state=ema.state_dict(net), log=log)
+
+
+def copy_with_state(net: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``net`` carrying ``state`` (e.g. the EMA weights) for sampling."""
+    twin = copy.deepcopy(net)
+    twin.load_state_dict(state)
+    return twin.eval()

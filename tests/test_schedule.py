@@ -1,0 +1,75 @@
+"""Golden values of the schedule and of one sampler step, against the papers' formulas."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from scdiff import InputError
+from scdiff.diffusion import NoiseSchedule, cosine_betas, linear_betas
+
+
+def test_linear_betas_match_ho_et_al():
+    b = linear_betas(1000, 1e-4, 0.02)
+    assert b[0] == pytest.approx(1e-4) and b[-1] == pytest.approx(0.02)
+    assert b[500] == pytest.approx(1e-4 + 500 * (0.02 - 1e-4) / 999)
+
+
+def test_cosine_alphas_cumprod_follow_eq_17():
+    s = NoiseSchedule(1000, "cosine")
+    f = lambda t: math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+    for t in (0, 10, 500, 900):
+        assert s.alphas_cumprod[t] == pytest.approx(f(t + 1) / f(0), rel=1e-9)
+    assert cosine_betas(1000).max() <= 0.999
+
+
+def test_posterior_coefficients():
+    s = NoiseSchedule(100, "linear")
+    t = 37
+    ab, ab_prev, beta = s.alphas_cumprod[t], s.alphas_cumprod[t - 1], s.betas[t]
+    assert s.posterior_variance[t] == pytest.approx(beta * (1 - ab_prev) / (1 - ab))
+    assert s.posterior_mean_coef1[t] == pytest.approx(beta * math.sqrt(ab_prev) / (1 - ab))
+    assert s.posterior_mean_coef2[t] == pytest.approx((1 - ab_prev) * math.sqrt(1 - beta) / (1 - ab))
+
+
+def test_add_noise_and_targets_roundtrip():
+    s = NoiseSchedule(1000, "cosine", "v")
+    x0, eps = torch.randn(5, 7, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64)
+    t = torch.tensor([0, 3, 250, 700, 999])
+    xt = s.add_noise(x0, eps, t)
+    ab = torch.tensor(s.alphas_cumprod[t.numpy()])[:, None]
+    assert torch.allclose(xt, ab.sqrt() * x0 + (1 - ab).sqrt() * eps)
+    for pred in ("epsilon", "x0", "v"):
+        s.prediction = pred
+        x0_hat, eps_hat = s.split_prediction(s.target(x0, eps, t), xt, t)
+        assert torch.allclose(x0_hat, x0, atol=1e-6) and torch.allclose(eps_hat, eps, atol=1e-6)
+
+
+def test_one_ddim_step_golden():
+    s = NoiseSchedule(1000, "linear")
+    x0, eps, xt = torch.tensor([[0.5]]), torch.tensor([[-1.0]]), torch.tensor([[0.2]])
+    t, tp = 500, 480
+    out = s.step(x0, eps, xt, t, tp, eta=0.0, noise=None)
+    ab_p = s.alphas_cumprod[tp]
+    expected = math.sqrt(ab_p) * 0.5 + math.sqrt(1 - ab_p) * -1.0  # eq. (12), sigma = 0
+    assert out.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_ddpm_step_uses_posterior_variance():
+    s = NoiseSchedule(1000, "linear")
+    x0, eps, xt = torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1, 1)
+    out = s.step(x0, eps, xt, 10, 9, eta=1.0, noise=torch.ones(1, 1))
+    assert out.item() == pytest.approx(math.sqrt(s.posterior_variance[10]), rel=1e-6)
+
+
+def test_timesteps_and_config():
+    s = NoiseSchedule(1000)
+    ts = s.timesteps(50)
+    assert ts[0] == 999 and ts[-1] == 0 and len(ts) == 50 and ts == sorted(ts, reverse=True)
+    assert NoiseSchedule.from_config(s.to_config()).to_config() == s.to_config()
+    with pytest.raises(InputError):
+        s.timesteps(0)
+    with pytest.raises(InputError):
+        NoiseSchedule(schedule="quadratic")
+    assert np.all(np.diff(s.alphas_cumprod) < 0)
