@@ -1,0 +1,10 @@
+"""Example data: a dose-response simulator with known ground truth.
+
+The bundled real examples (PBMC 68k reduced, split 70/30) and a simulated
+data set live in the repository's ``data_examples/`` folder.
+"""
+
+from scdiff.datasets._simulate import simulate
+from scdiff.datasets._truth import hill_curve, true_mean
+
+__all__ = ["hill_curve", "simulate", "true_mean"]
