@@ -1,7 +1,25 @@
-"""scdiff: conditional diffusion models that generate single cells."""
+"""scdiff: conditional diffusion models that generate single cells.
 
-from scdiff._errors import InputError, RunError, ScdiffError
+Examples
+--------
+>>> import scdiff
+>>> model = scdiff.ConditionalDiffusion(adata, condition="cell_type")  # doctest: +SKIP
+>>> model.train()  # doctest: +SKIP
+>>> fake = model.sample(like=adata_test)  # doctest: +SKIP
+>>> scdiff.evaluate(adata_test, fake, condition="cell_type")  # doctest: +SKIP
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["InputError", "RunError", "ScdiffError", "__version__"]
+from scdiff import (  # noqa: E402
+    datasets,
+    evaluate,  # noqa: E402  (a callable module: scdiff.evaluate(real, fake, ...))
+    pl,
+)
+from scdiff._errors import InputError, RunError, ScdiffError  # noqa: E402
+from scdiff._model import ConditionalDiffusion  # noqa: E402
+
+__all__ = [
+    "ConditionalDiffusion", "InputError", "RunError", "ScdiffError", "__version__", "datasets",
+    "evaluate", "pl",
+]

@@ -225,22 +225,23 @@ class ConditionalDiffusion:
             if n_cells is not None or condition or dose:
                 raise InputError("give either like= or n_cells/condition/dose, not both.")
             obs = like.obs if isinstance(like, ad.AnnData) else like
-            frame = obs[list(self.encoder.attributes)].reset_index(drop=True) if len(
-                self.encoder.attributes) else pd.DataFrame(index=pd.RangeIndex(len(obs)))
             where = "the --like reference"
+            missing = [k for k in self.encoder.attributes if k not in obs.columns]
+            if missing:
+                raise InputError(f"{where} lacks the column(s) {missing} the model was trained on; "
+                                 f"its columns are: {', '.join(map(str, obs.columns))}.")
+            frame = obs[list(self.encoder.attributes)].reset_index(drop=True)
         else:
             n_cells = 1000 if n_cells is None else n_cells
             frame = None
             where = "the request"
         if like is None:
             if not isinstance(n_cells, (int, np.integer)) or not 0 < n_cells <= MAX_CELLS:
-                raise InputError(f"n_cells = {n_cells} needs to be a whole number between 1 and {MAX_CELLS:,}.")
+                raise InputError(f"n_cells = {n_cells} needs to be a whole number "
+                                 f"between 1 and {MAX_CELLS:,}.")
             frame = self.encoder.request_obs(int(n_cells), condition, dose, rng)
         if len(frame) == 0:
             raise InputError("the reference holds no cells; nothing to generate.")
-        missing = [k for k in self.encoder.attributes if k not in frame.columns]
-        if missing:
-            raise InputError(f"{where} lacks the column(s) {missing} the model was trained on.")
         codes, doses = self.encoder.encode(frame, where=where)
         z = self._generate(codes, doses, guidance=guidance, steps=steps,
                            eta=1.0 if sampler == "ddpm" else 0.0, seed=seed, device=device,

@@ -34,18 +34,17 @@ CHECKPOINT = "checkpoint.safetensors"
 
 
 def package_versions() -> dict[str, str]:
-    import anndata
-    import numpy
-    import pandas
-    import safetensors
+    from importlib.metadata import PackageNotFoundError, version
 
     from scdiff import __version__
 
-    return {
-        "scdiff": __version__, "torch": torch.__version__, "anndata": anndata.__version__,
-        "numpy": numpy.__version__, "pandas": pandas.__version__,
-        "safetensors": safetensors.__version__, "python": platform.python_version(),
-    }
+    out = {"scdiff": __version__, "python": platform.python_version()}
+    for name in ("torch", "anndata", "numpy", "pandas", "safetensors"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "unknown"
+    return out
 
 
 def sha256(path: Path) -> str:
@@ -100,7 +99,8 @@ def read_config(path: str | os.PathLike) -> dict:
         raise RunError(f"{path} is not a run directory; give the --out folder of a `scdiff train`.")
     cfg_path = path / CONFIG
     if not cfg_path.exists():
-        raise RunError(f"{path} holds no {CONFIG}; it is not a finished scdiff run (was training interrupted?).")
+        raise RunError(f"{path} holds no {CONFIG}; it is not a finished scdiff run "
+                       "(was training interrupted?).")
     try:
         config = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

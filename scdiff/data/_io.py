@@ -102,7 +102,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     A crash or a full disk leaves any previous file at ``path`` intact.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -1,0 +1,278 @@
+"""``evaluate``: score generated cells against real ones, beside a real-vs-real floor."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+from scdiff._errors import InputError
+from scdiff.evaluate._classifiers import fit_label_classifier, knn_auc, label_accuracy
+from scdiff.evaluate._distances import PairDistances, wasserstein_pcs
+from scdiff.evaluate._inputs import (
+    align_genes,
+    condition_keys,
+    group_labels,
+    group_order,
+    group_rng,
+    rows,
+    take,
+)
+from scdiff.evaluate._markers import marker_metrics, marker_scores
+from scdiff.evaluate._memorisation import (
+    COPY_FLAG,
+    COPY_QUANTILE,
+    memorisation,
+    nearest_distance,
+)
+from scdiff.evaluate._moments import gene_corr_matrix, gene_stats, moment_metrics, top_variable
+from scdiff.evaluate._pca import PCA, fit_pca
+from scdiff.evaluate._plan import MIN_CELLS, Plan, make_plan
+from scdiff.evaluate._table import COLUMNS, METRICS, OVERALL, row, weighted_overall
+
+
+@dataclass
+class _Sample:
+    """Cells of one origin: expression rows, group label per row, PCA coordinates."""
+
+    X: object
+    labels: np.ndarray
+    z: np.ndarray
+
+    @classmethod
+    def build(cls, adata: AnnData, plan: Plan, part: str, pca: PCA | None = None) -> _Sample:
+        idx, labels = plan.indices(part)
+        X = rows(adata.X, idx)
+        return cls(X, labels, pca.transform(X) if pca is not None else np.zeros((len(idx), 0)))
+
+    def mask(self, group: str) -> np.ndarray:
+        return self.labels == group
+
+
+def evaluate(
+    real: AnnData,
+    generated: AnnData,
+    *,
+    condition: str | Sequence[str] | None = None,
+    train: AnnData | None = None,
+    n_pcs: int = 30,
+    max_cells: int = 20000,
+    k_markers: int = 20,
+    seed: int = 0,
+    key_added: str | None = None,
+) -> pd.DataFrame:
+    """Score generated cells against real cells, each score beside its real-vs-real floor.
+
+    Parameters
+    ----------
+    real
+        Held-out real cells; ``.X`` is log-normalized expression (log1p CP10k).
+    generated
+        Generated cells with the same genes (any order) in the same scale.
+    condition
+        ``.obs`` column (or list of columns) defining the groups compared; with
+        a list, a group is the columns' values joined with ``" | "``. None
+        compares all cells as one group, ``"all"``.
+    train
+        Training cells of the model, if available: then the floor compares
+        ``train`` with ``real`` and memorisation is checked. Otherwise the
+        floor compares two halves of ``real`` (see Notes).
+    n_pcs
+        Principal components of the PCA fitted on the reference real cells.
+    max_cells
+        Per-group cap: larger groups are subsampled (seeded). The cap is
+        recorded in ``table.attrs["scdiff"]``.
+    k_markers
+        Number of top marker genes per group compared.
+    seed
+        Seeds every subsample, split and classifier; the table is
+        deterministic given it.
+    key_added
+        If given, store the table (a dict of columns) and the parameters in
+        ``generated.uns[key_added]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long table with columns ``group``, ``metric``, ``value``, ``floor``,
+        ``ratio``, ``n_real``, ``n_generated``, ``better``, ``flagged``. The
+        ``"overall"`` group is the mean over groups weighted by real cell
+        counts, except for ``label_accuracy``, ``nn_distance_ratio`` and
+        ``copy_fraction``, computed on all cells together. ``ratio`` is
+        ``|value - ideal| / max(|floor - ideal|, tol)`` with each metric's ideal
+        and tol in :data:`scdiff.evaluate.METRICS`: 1 is as good as real data,
+        NaN for the memorisation metrics. ``flagged`` marks the memorisation
+        rows when more than 5% of generated cells look like training copies.
+
+    Notes
+    -----
+    The floor is the same metric between the reference real cells and a
+    second, disjoint sample of real cells of the same size as the generated
+    sample: the training cells when ``train`` is given, else the other half
+    of the real cells (the generated cells are then compared with one half,
+    subsampled to the other half's size). MMD (sum of RBF kernels at 0.5, 1
+    and 2 times the median distance between reference cells) and energy
+    distance are biased V-statistics, >= 0 and exactly 0 for identical sets.
+    Groups with fewer than 5 cells in a sample are skipped with a warning.
+
+    Examples
+    --------
+    >>> import anndata as ad, numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> def cells(n):
+    ...     a = ad.AnnData(np.log1p(rng.poisson(2.0, (n, 20))).astype("float32"))
+    ...     a.obs["cell_type"] = pd.Categorical(np.repeat(["A", "B"], n // 2))
+    ...     return a
+    >>> table = evaluate(cells(100), cells(100), condition="cell_type", n_pcs=5)
+    >>> sorted(table["group"].unique())
+    ['A', 'B', 'overall']
+    """
+    keys = condition_keys(condition)
+    _check_options(n_pcs, max_cells, k_markers)
+    gen_ad = align_genes(real, generated, "generated")
+    train_ad = align_genes(real, train, "train") if train is not None else None
+    lab_real = group_labels(real, keys, "real")
+    lab_gen = group_labels(gen_ad, keys, "generated")
+    lab_train = group_labels(train_ad, keys, "train") if train_ad is not None else None
+    groups = group_order(real, keys, lab_real)
+    groups += sorted(set(lab_gen.tolist()) - set(groups))
+    plan = make_plan(groups, lab_real, lab_gen, lab_train, max_cells=max_cells, seed=seed)
+    if plan.skipped:
+        halves = "" if train is not None else (
+            f" (without train the real cells are split in halves, so a group needs "
+            f"{2 * MIN_CELLS} real cells)")
+        warnings.warn(f"skipped groups with fewer than {MIN_CELLS} cells in a sample{halves}: "
+                      f"{'; '.join(plan.skipped)}", UserWarning, stacklevel=2)
+    if not plan.groups:
+        raise InputError(f"no group has at least {MIN_CELLS} real and {MIN_CELLS} generated cells"
+                         f"{'' if train is not None else f' ({2 * MIN_CELLS} real without train)'}"
+                         f"; check that condition values match between real and generated")
+
+    ref_idx, _ = plan.indices("ref")
+    fit_rows = take(ref_idx, max_cells, np.random.default_rng(seed))
+    pca = fit_pca(rows(real.X, fit_rows), n_pcs, seed=seed)
+    ref = _Sample.build(real, plan, "ref", pca)
+    gen = _Sample.build(gen_ad, plan, "gen", pca)
+    other = _Sample.build(train_ad if train_ad is not None else real, plan, "other", pca)
+    weights = {g: float(p.n_real) for g, p in plan.groups.items()}
+
+    table = _group_rows(plan, ref, gen, other, k_markers, seed)
+    table += weighted_overall(table, weights)
+    train_s = _Sample.build(train_ad, plan, "train", pca) if train_ad is not None else None
+    if keys and len(plan.groups) >= 2:
+        fit, held_out = (train_s, ref) if train_s is not None else (ref, other)
+        table += _label_rows(plan, fit, held_out, gen, seed)
+    if train_s is not None:
+        # A PCA fitted on the training cells: the real held-out and generated cells are then
+        # both out of its sample (a PCA fitted on the held-out cells inflates their distances).
+        fit_train = take(np.arange(len(train_s.labels)), max_cells, np.random.default_rng(seed))
+        pca_train = fit_pca(train_s.X[fit_train], n_pcs, seed=seed)
+        table += _memorisation_rows(plan, *(pca_train.transform(s.X) for s in (train_s, ref, gen)),
+                                    ref.labels, gen.labels)
+
+    df = _tidy(table, list(plan.groups))
+    params = {
+        "condition": keys, "n_pcs": pca.n_pcs, "max_cells": max_cells, "k_markers": k_markers,
+        "seed": seed, "floor": "train vs real" if train is not None else "real half vs real half",
+        "capped_groups": plan.capped, "skipped_groups": plan.skipped,
+        "pca_cells": len(fit_rows),
+    }
+    df.attrs["scdiff"] = params
+    if key_added is not None:
+        generated.uns[key_added] = {
+            "table": {c: df[c].to_numpy() for c in df.columns},
+            "params": {k: v for k, v in params.items() if v is not None and v != []},
+        }
+    return df
+
+
+def _check_options(n_pcs: int, max_cells: int, k_markers: int) -> None:
+    if int(n_pcs) < 2:
+        raise InputError(f"n_pcs must be at least 2, got {n_pcs}")
+    if int(max_cells) < 2 * MIN_CELLS:
+        raise InputError(f"max_cells must be at least {2 * MIN_CELLS}, got {max_cells}")
+    if int(k_markers) < 1:
+        raise InputError(f"k_markers must be at least 1, got {k_markers}")
+
+
+def _group_rows(plan: Plan, ref: _Sample, gen: _Sample, other: _Sample, k_markers: int,
+                seed: int) -> list[dict]:
+    """Per-group distribution, moment, discriminability and marker rows (value and floor)."""
+    stats = {name: {g: gene_stats(s.X[s.mask(g)]) for g in plan.groups}
+             for name, s in (("ref", ref), ("gen", gen), ("other", other))}
+    markers = ({name: marker_scores(st) for name, st in stats.items()}
+               if len(plan.groups) >= 2 else None)
+    out = []
+    for g in plan.groups:
+        z_ref = ref.z[ref.mask(g)]
+        dist = PairDistances(z_ref, seed=seed)
+        hvg = top_variable(stats["ref"][g])
+        corr_ref = gene_corr_matrix(ref.X[ref.mask(g)], hvg)
+        scores = {}
+        for name, s in (("gen", gen), ("other", other)):
+            m = s.mask(g)
+            sc = dist(s.z[m])
+            sc["wasserstein_pc"] = wasserstein_pcs(z_ref, s.z[m])
+            sc.update(moment_metrics(stats["ref"][g], stats[name][g], corr_ref,
+                                     gene_corr_matrix(s.X[m], hvg)))
+            sc["knn_auc"] = knn_auc(z_ref, s.z[m], seed=int(group_rng(seed, g, 1).integers(2**31)))
+            if markers is not None:
+                sc.update(marker_metrics(markers["ref"][g], markers[name][g], k_markers))
+            scores[name] = sc
+        n_ref, n_gen = int(ref.mask(g).sum()), int(gen.mask(g).sum())
+        out += [row(g, metric, scores["gen"][metric], scores["other"][metric], n_ref, n_gen)
+                for metric in scores["gen"]]
+    return out
+
+
+def _label_rows(plan: Plan, fit: _Sample, held_out: _Sample, gen: _Sample, seed: int
+                ) -> list[dict]:
+    """Label fidelity: accuracy on generated cells beside accuracy on real held-out cells."""
+    clf = fit_label_classifier(fit.z, fit.labels.astype(str), seed=seed)
+    groups = list(plan.groups)
+    acc_gen = label_accuracy(clf, gen.z, gen.labels.astype(str), groups)
+    acc_real = label_accuracy(clf, held_out.z, held_out.labels.astype(str), groups)
+    out = []
+    for g in [*groups, OVERALL]:
+        n_real = len(held_out.labels) if g == OVERALL else int(held_out.mask(g).sum())
+        n_gen = len(gen.labels) if g == OVERALL else int(gen.mask(g).sum())
+        out.append(row(g, "label_accuracy", acc_gen.get(g, np.nan), acc_real.get(g, np.nan),
+                       n_real, n_gen))
+    return out
+
+
+def _memorisation_rows(plan: Plan, z_train: np.ndarray, z_ref: np.ndarray, z_gen: np.ndarray,
+                       lab_ref: np.ndarray, lab_gen: np.ndarray) -> list[dict]:
+    """Nearest-training-cell distances of generated vs real held-out cells; flags copies."""
+    d_gen, d_real = nearest_distance(z_gen, z_train), nearest_distance(z_ref, z_train)
+    threshold = float(np.quantile(d_real, COPY_QUANTILE))
+    out = []
+    for g in [*plan.groups, OVERALL]:
+        mg = np.ones(len(d_gen), bool) if g == OVERALL else lab_gen == g
+        mr = np.ones(len(d_real), bool) if g == OVERALL else lab_ref == g
+        value = memorisation(d_gen[mg], d_real[mr], threshold)
+        floor = memorisation(d_real[mr], d_real[mr], threshold)
+        copied = value["copy_fraction"] > COPY_FLAG
+        for metric in ("nn_distance_ratio", "copy_fraction"):
+            out.append(row(g, metric, value[metric], floor[metric], int(mr.sum()), int(mg.sum()),
+                           flagged=copied))
+    overall = out[-1]
+    if overall["flagged"]:
+        warnings.warn(f"{overall['value']:.0%} of generated cells are closer to a training cell "
+                      f"than 99% of real held-out cells are: the model may be copying its "
+                      f"training data", UserWarning, stacklevel=3)
+    return out
+
+
+def _tidy(table: list[dict], groups: list[str]) -> pd.DataFrame:
+    """Rows ordered by group (overall last) then by metric, in the documented column order."""
+    df = pd.DataFrame(table, columns=COLUMNS)
+    g_order = {g: i for i, g in enumerate([*groups, OVERALL])}
+    m_order = {m: i for i, m in enumerate(METRICS)}
+    df = df.sort_values(["group", "metric"], key=lambda s: s.map(g_order if s.name == "group"
+                                                                  else m_order), kind="stable")
+    return df.reset_index(drop=True)

@@ -1,0 +1,149 @@
+"""The Python API: fit on an in-memory AnnData, sample, save, load."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import scdiff
+from scdiff import InputError, RunError
+from tests.conftest import make_counts
+
+
+def _tiny(adata, **kw):
+    return scdiff.ConditionalDiffusion(adata, width=32, depth=1, **kw)
+
+
+def test_sample_shapes_obs_and_provenance(tiny_run):
+    path, train = tiny_run
+    model = scdiff.ConditionalDiffusion.load(path)
+    fake = model.sample(20, condition={"cell_type": "t1"}, dose={"dose": 1.0}, seed=3)
+    assert fake.shape == (20, train.n_vars)
+    assert list(fake.var_names) == list(train.var_names)
+    assert list(fake.obs.cell_type.cat.categories) == ["t0", "t1", "t2"]
+    assert (fake.obs.cell_type == "t1").all() and (fake.obs.dose == 1.0).all()
+    assert fake.uns["scdiff"]["seed"] == 3 and fake.uns["scdiff"]["sampler"] == "ddim"
+    assert np.isfinite(fake.X).all() and (fake.X >= 0).all()
+    both = ad.concat([train, fake])
+    assert both.n_obs == train.n_obs + 20 and both.obs.cell_type.dtype == "category"
+
+
+def test_like_matches_counts_and_seed_reproduces(tiny_run):
+    path, train = tiny_run
+    model = scdiff.ConditionalDiffusion.load(path)
+    ref = train[train.obs.cell_type != "t0"]
+    fake = model.sample(like=ref)
+    counts = lambda obs: {k: v for k, v in obs.cell_type.value_counts().items() if v}  # noqa: E731
+    assert counts(fake.obs) == counts(ref.obs) == {"t1": 40, "t2": 40}
+    assert np.allclose(np.sort(fake.obs.dose), np.sort(ref.obs.dose))
+    again = model.sample(like=ref)
+    assert np.array_equal(fake.X, again.X)
+    other = model.sample(like=ref, seed=1)
+    assert not np.array_equal(fake.X, other.X)
+    assert model.sample(like=ref.obs).n_obs == ref.n_obs  # an obs frame is enough
+
+
+def test_default_sampling_follows_training_proportions(tiny_run):
+    model = scdiff.ConditionalDiffusion.load(tiny_run[0])
+    fake = model.sample(30, steps=5)
+    assert fake.obs.cell_type.value_counts().to_dict() == {"t0": 10, "t1": 10, "t2": 10}
+
+
+def test_guidance_and_ddpm_run(tiny_run):
+    model = scdiff.ConditionalDiffusion.load(tiny_run[0])
+    a = model.sample(8, guidance=2.0, steps=10)
+    b = model.sample(8, guidance={"cell_type": 2.0, "dose": 0.5}, steps=10)
+    c = model.sample(8, sampler="ddpm", steps=20)
+    assert a.shape == b.shape == c.shape == (8, 30)
+    assert not np.array_equal(a.X, model.sample(8, guidance=1.0, steps=10).X)
+
+
+def test_sampling_errors(tiny_run):
+    model = scdiff.ConditionalDiffusion.load(tiny_run[0])
+    with pytest.raises(InputError, match="valid values of 'cell_type' are: t0, t1, t2"):
+        model.sample(5, condition={"cell_type": "B cell"})
+    with pytest.raises(InputError, match="not one the model was trained on"):
+        model.sample(5, condition={"batch": "1"})
+    for n in (0, -3, 10**12):
+        with pytest.raises(InputError, match="n_cells"):
+            model.sample(n)
+    with pytest.raises(InputError, match="sampler"):
+        model.sample(5, sampler="euler")
+    with pytest.raises(InputError, match="lacks the column"):
+        model.sample(like=pd.DataFrame({"other": ["a"]}))
+
+
+def test_save_refuses_overwrite_and_load_checks(tiny_run, tmp_path):
+    path, _ = tiny_run
+    model = scdiff.ConditionalDiffusion.load(path)
+    with pytest.raises(RunError, match="already exists"):
+        model.save(path)
+    files = sorted(p.name for p in path.iterdir())
+    assert files == ["config.json", "ema.safetensors", "loss.png", "model.safetensors", "train_log.csv"]
+    with pytest.raises(RunError, match="does not exist"):
+        scdiff.ConditionalDiffusion.load(tmp_path / "nothing")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in path.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    data = bytearray((copy / "ema.safetensors").read_bytes())
+    data[-1] ^= 1
+    (copy / "ema.safetensors").write_bytes(bytes(data))
+    with pytest.raises(RunError, match="altered"):
+        scdiff.ConditionalDiffusion.load(copy)
+
+
+def test_training_is_reproducible_on_cpu():
+    a = make_counts(seed=5)
+    m1 = _tiny(a, condition="cell_type").train(steps=15, batch_size=16, progress=False)
+    m2 = _tiny(a, condition="cell_type").train(steps=15, batch_size=16, progress=False)
+    for k in m1.ema_state:
+        assert torch.equal(m1.ema_state[k], m2.ema_state[k])
+    assert len(m1.log) >= 1 and m1.log[-1]["step"] == 15
+
+
+def test_training_learns_condition_means():
+    """A short training separates cell types: generated means track each type's real means."""
+    a = make_counts(n_per_type=80, n_genes=20, seed=7, sparse=False)
+    model = scdiff.ConditionalDiffusion(a, condition="cell_type", width=64, depth=2)
+    model.train(steps=400, batch_size=64, progress=False, seed=0)
+    from scdiff.data import log_normalize
+
+    logx = log_normalize(a.X)
+    for ct in ["t0", "t1", "t2"]:
+        fake = model.sample(200, condition={"cell_type": ct}, steps=25)
+        own = logx[(a.obs.cell_type == ct).to_numpy()].mean(0)
+        r = np.corrcoef(fake.X.mean(0), own)[0, 1]
+        assert r > 0.9, (ct, r)
+
+
+def test_constructor_errors(counts_adata):
+    with pytest.raises(InputError, match="AnnData"):
+        scdiff.ConditionalDiffusion(counts_adata.to_df())
+    with pytest.raises(InputError, match="no cells"):
+        scdiff.ConditionalDiffusion(counts_adata[:0].copy())
+    scaled = counts_adata.copy()
+    scaled.X = scaled.X.toarray() - 1.0
+    with pytest.raises(InputError, match="scaled"):
+        scdiff.ConditionalDiffusion(scaled)
+    with pytest.raises(RunError, match="not trained"):
+        _tiny(counts_adata).sample(3)
+    loaded_like = _tiny(counts_adata, condition="cell_type")
+    assert "untrained" in repr(loaded_like)
+
+
+def test_layer_and_dense_input(counts_adata):
+    a = counts_adata.copy()
+    a.layers["counts"] = a.X.copy()
+    a.X = np.log1p(a.X.toarray())
+    m = _tiny(a, condition="cell_type", layer="counts")
+    assert m.preprocessor.input_scale == "counts" and m.preprocessor.layer == "counts"
+
+
+def test_load_needs_no_training_data_and_info(tiny_run):
+    model = scdiff.ConditionalDiffusion.load(tiny_run[0])
+    info = model.info()
+    assert info["conditions"] == {"cell_type": ["t0", "t1", "t2"]} and info["genes"] == 30
+    with pytest.raises(RunError, match="holds no training data"):
+        model.train(steps=1)
