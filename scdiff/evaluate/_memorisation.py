@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-#: Real held-out cells closer to a training cell than this quantile count as "near copies".
-COPY_QUANTILE = 0.01
-#: Flag memorisation when this fraction of generated cells are near copies (expected: 0.01).
-COPY_FLAG = 0.05
+#: A cell counts as a near copy when its nearest training cell is this many times closer
+#: than its nearest held-out real cell (both reference sets of the same size).
+COPY_RATIO = 0.5
+#: Flag memorisation when the generated near-copy fraction exceeds the real cells' by this much.
+COPY_FLAG_MARGIN = 0.05
 
 
 def nearest_distance(query: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -17,24 +18,27 @@ def nearest_distance(query: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return nn.kneighbors(query, return_distance=True)[0][:, 0]
 
 
-def memorisation(d_gen: np.ndarray, d_real: np.ndarray, threshold: float) -> dict[str, float]:
-    """Summaries of nearest-training-cell distances of generated vs real held-out cells.
+def memorisation(d_train: np.ndarray, d_heldout: np.ndarray) -> dict[str, float]:
+    """Do cells sit closer to training cells than to equally many held-out real cells?
+
+    Comparing with held-out real cells (not with an absolute distance) separates
+    copying from smoothing: a generator that denoises cells sits closer to every
+    real cell, training or not; one that copies sits closer to the training cells only.
 
     Parameters
     ----------
-    d_gen, d_real
-        Distance from each generated / real held-out cell to its nearest training cell.
-    threshold
-        The ``COPY_QUANTILE`` quantile of all real held-out distances.
+    d_train, d_heldout
+        For each cell, the distance to its nearest training cell and to its nearest
+        held-out real cell.
 
     Returns
     -------
     dict
-        ``nn_distance_ratio``: median(d_gen) / median(d_real); well below 1
-        means generated cells sit closer to training cells than new real cells
-        do. ``copy_fraction``: fraction of generated cells with ``d_gen`` below
-        ``threshold`` (about ``COPY_QUANTILE`` when nothing is copied).
+        ``nn_distance_ratio``: median(d_train) / median(d_heldout), near 0 for copies
+        (compare with the same for real held-out cells). ``copy_fraction``: fraction
+        of cells with ``d_train < COPY_RATIO * d_heldout``.
     """
-    med_real = float(np.median(d_real)) if len(d_real) else float("nan")
-    ratio = float(np.median(d_gen)) / med_real if med_real > 0 else float("nan")
-    return {"nn_distance_ratio": ratio, "copy_fraction": float(np.mean(d_gen <= threshold))}
+    med = float(np.median(d_heldout)) if len(d_heldout) else float("nan")
+    ratio = float(np.median(d_train)) / med if med > 0 else float("nan")
+    frac = float(np.mean(d_train < COPY_RATIO * d_heldout)) if len(d_train) else float("nan")
+    return {"nn_distance_ratio": ratio, "copy_fraction": frac}

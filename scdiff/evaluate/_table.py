@@ -50,11 +50,13 @@ METRICS: dict[str, Metric] = {
     "marker_lfc_pearson": Metric("higher", 1.0, 1e-3, "Pearson correlation of the marker "
                                  "genes' log fold changes."),
     "nn_distance_ratio": Metric("higher", 1.0, 1e-12, "Median distance to the nearest "
-                                "training cell, generated over real held-out; well below 1 "
-                                "means copies of training cells.", ratio=False),
-    "copy_fraction": Metric("lower", 0.0, 1e-12, "Fraction of generated cells closer to a "
-                            "training cell than 99% of real held-out cells are (about 0.01 "
-                            "when nothing is copied).", ratio=False),
+                                "training cell over that to the nearest held-out real cell (equally "
+                                "many of each): about the floor (real held-out cells) when "
+                                "nothing is copied, near 0 for copies.",
+                                ratio=False),
+    "copy_fraction": Metric("lower", 0.0, 1e-12, "Fraction of cells twice as close to a "
+                            "training cell as to any held-out real cell; the floor is that of "
+                            "real held-out cells, which copy nothing.", ratio=False),
 }
 
 
