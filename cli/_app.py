@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 import scdiff
-from scdiff._errors import InputError, ScdiffError
+from scdiff._errors import InputError, ScdiffError, TrainingInterrupted
 
 app = typer.Typer(
     name="scdiff", no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
@@ -47,6 +47,9 @@ def _boundary(func):
         warnings.showwarning = _show_warning
         try:
             return func(*args, **kwargs)
+        except TrainingInterrupted as err:
+            err_console.print(f"[bold yellow]interrupted:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
         except ScdiffError as err:
             err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
@@ -99,20 +102,31 @@ def train(
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     seed: Seed = 0,
     overwrite: Overwrite = False,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the interrupted run in --out from its checkpoint (same data and options).")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Train a model on DATA and write a run directory."""
+    """Train a model on DATA and write a run directory (Ctrl-C saves a checkpoint)."""
     from scdiff import _run
     from scdiff.data import read_input
 
     out = out if out is not None else Path("runs") / data.stem
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} already exists and is not empty; choose another --out or pass --overwrite.")
+    if resume and overwrite:
+        raise InputError("--resume continues a run and --overwrite replaces it; give one of them.")
+    has_checkpoint = (out / _run.CHECKPOINT).exists()
+    if resume and not has_checkpoint:
+        raise InputError(f"{out} holds no checkpoint to resume from; train without --resume.")
+    if not resume and out.exists() and any(out.iterdir()) and not overwrite:
+        hint = ("it holds an interrupted run: pass --resume to continue it or --overwrite to start over"
+                if has_checkpoint and not (out / _run.CONFIG).exists()
+                else "choose another --out or pass --overwrite")
+        raise InputError(f"{out} already exists and is not empty; {hint}.")
     adata = read_input(data, conditions=list(condition or []) + list(dose or []))
     model = scdiff.ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=genes)
-    _run.prepare_dir(out, overwrite=overwrite)
+    if not resume:
+        _run.prepare_dir(out, overwrite=overwrite)
     model.train(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, device=device,
-                precision=precision, seed=seed, progress=not quiet, checkpoint_dir=out)
+                precision=precision, seed=seed, progress=not quiet, checkpoint_dir=out, resume=resume)
     model.save(out, overwrite=True)
     if not quiet:
         out_console.print(f"wrote run [bold]{out}[/] ({model})", highlight=False)

@@ -16,10 +16,10 @@ from scdiff import (  # noqa: E402
     evaluate,  # noqa: E402  (a callable module: scdiff.evaluate(real, fake, ...))
     pl,
 )
-from scdiff._errors import InputError, RunError, ScdiffError  # noqa: E402
+from scdiff._errors import InputError, RunError, ScdiffError, TrainingInterrupted  # noqa: E402
 from scdiff._model import ConditionalDiffusion  # noqa: E402
 
 __all__ = [
-    "ConditionalDiffusion", "InputError", "RunError", "ScdiffError", "__version__", "datasets",
+    "ConditionalDiffusion", "InputError", "RunError", "ScdiffError", "TrainingInterrupted", "__version__", "datasets",
     "evaluate", "pl",
 ]

@@ -17,3 +17,7 @@ class InputError(ScdiffError, ValueError):
 
 class RunError(ScdiffError):
     """A run directory is missing, altered, or was written by an incompatible version."""
+
+
+class TrainingInterrupted(ScdiffError):
+    """Training stopped on Ctrl-C or SIGTERM; a checkpoint was saved where one was asked for."""

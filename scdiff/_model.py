@@ -16,12 +16,14 @@ import pandas as pd
 import torch
 
 from scdiff import _run
-from scdiff._errors import InputError, RunError
+from scdiff._errors import InputError, RunError, TrainingInterrupted
+from scdiff._interrupt import graceful_stop
 from scdiff._progress import progress_bar
 from scdiff.data import ConditionEncoder, Preprocessor
 from scdiff.data._io import atomic_write, check_anndata
 from scdiff.diffusion import Guidance, NoiseSchedule, sample_loop
 from scdiff.nn import ConditionalMLP
+from scdiff.perturb._pairs import check_dose_encoder, dose_pairs
 from scdiff.train import (
     CellTensors,
     TrainConfig,
@@ -59,6 +61,14 @@ class ConditionalDiffusion:
         Size of the residual MLP.
     schedule, prediction, num_timesteps
         The diffusion: ``"cosine"``/``"linear"``; ``"epsilon"``/``"v"``/``"x0"``; T.
+    dose_encoder
+        How doses are encoded: ``"sigmoid"`` (CPA-like, per-drug Hill-type response),
+        ``"sinusoidal"`` or ``"mlp"``; see :class:`scdiff.nn.DoseEncoder`.
+    dose_by
+        The categorical attribute each dose belongs to (the drug), for a drug-by-dose
+        interaction: one key for all doses, a mapping dose key -> key, ``None`` for
+        none, or ``"auto"``: the condition that has a category whose cells all have
+        dose 0 (the control), when exactly one has.
 
     Examples
     --------
@@ -83,6 +93,8 @@ class ConditionalDiffusion:
         schedule: str = "cosine",
         prediction: str = "v",
         num_timesteps: int = 1000,
+        dose_encoder: str = "sigmoid",
+        dose_by: str | Mapping[str, str] | None = "auto",
     ) -> None:
         if not isinstance(adata, ad.AnnData):
             raise InputError(f"adata needs to be an AnnData, got {type(adata).__name__}.")
@@ -96,6 +108,8 @@ class ConditionalDiffusion:
             "n_genes": len(self.preprocessor.genes), "n_categories": self.encoder.n_categories,
             "n_doses": len(self.encoder.dose_keys), "width": int(width), "depth": int(depth),
             "dropout": float(dropout),
+            "dose_encoder": check_dose_encoder(dose_encoder),
+            "dose_pairs": dose_pairs(adata.obs, self.encoder.keys, self.encoder.dose_keys, dose_by),
         }
         self.network = ConditionalMLP(**self.network_config)
         self.ema_state: dict[str, torch.Tensor] | None = None
@@ -144,15 +158,70 @@ class ConditionalDiffusion:
         progress: bool = True,
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 500,
+        resume: bool = False,
     ) -> ConditionalDiffusion:
         """Fit the network to the training data given at construction.
 
         Give ``epochs`` (passes over the data) or ``steps`` (optimizer updates); by
-        default the length follows the data's size (:func:`auto_steps`).
+        default the length follows the data's size (:func:`auto_steps`). With
+        ``checkpoint_dir``, a checkpoint is written there every ``checkpoint_every``
+        steps and when Ctrl-C or SIGTERM arrives (then :class:`TrainingInterrupted`
+        is raised); ``resume=True`` continues from that checkpoint with its settings,
+        and on the CPU ends with the same weights, bit for bit, as an uninterrupted run.
         """
         if self._data is None:
             raise RunError("this model was loaded from a run and holds no training data; "
                            "create a new ConditionalDiffusion(adata, ...) to train.")
+        resume_from = None
+        if resume:
+            if checkpoint_dir is None:
+                raise InputError("resume needs the run directory that holds the checkpoint.")
+            meta, tensors = _run.read_checkpoint(checkpoint_dir)
+            if meta.get("fingerprint") != self._fingerprint():
+                raise RunError(f"the checkpoint in {checkpoint_dir} was trained on other data or "
+                               "options (genes, conditions or network differ); resume with the "
+                               "same data and options, or start over with --overwrite.")
+            cfg = TrainConfig(**meta["train"])
+            log = _run.log_rows(tensors.pop("log"))
+            resume_from = (int(meta["step"]), tensors, log)
+        else:
+            cfg = self._train_config(epochs, steps, batch_size, lr, precision, seed, p_uncond,
+                                     checkpoint_every if checkpoint_dir else 0)
+        dev = resolve_device(device)
+        torch.manual_seed(cfg.seed)
+        self.network = ConditionalMLP(**self.network_config)
+        trainer = Trainer(cfg, self.schedule, dev)
+        start = time.perf_counter()
+        first = resume_from[0] if resume_from else 0
+        with (progress_bar("training", cfg.steps, enabled=progress, show_loss=True) as bar,
+              graceful_stop() as stop):
+            bar.update(first)
+
+            def on_log(step: int, row: dict) -> None:
+                rate = (step - first) / max(time.perf_counter() - start, 1e-9)
+                bar.update(step, loss=f"{row['loss']:.4f}", rate=f"{rate:.1f} steps/s")
+
+            def on_checkpoint(step: int, tensors: dict[str, torch.Tensor]) -> None:
+                meta = {"step": step, "train": cfg.to_config(), "fingerprint": self._fingerprint()}
+                _run.write_checkpoint(checkpoint_dir, tensors, meta)
+
+            result = trainer.fit(self.network, self._data, on_log=on_log,
+                                 on_checkpoint=on_checkpoint if checkpoint_dir else None,
+                                 should_stop=stop, resume=resume_from)
+        if result.stopped:
+            where = (f"checkpoint saved in {checkpoint_dir}; continue with --resume" if checkpoint_dir
+                     else "no checkpoint directory was given, so nothing was saved")
+            raise TrainingInterrupted(f"training stopped by {stop.signal_name} at step "
+                                      f"{result.step} of {cfg.steps}; {where}.")
+        self.network = result.model.to("cpu")
+        self.ema_state = {k: v.to("cpu") for k, v in result.ema_state.items()}
+        self.train_config = cfg
+        self.log = result.log
+        self.seed = int(cfg.seed)
+        return self
+
+    def _train_config(self, epochs, steps, batch_size, lr, precision, seed, p_uncond,
+                      checkpoint_every) -> TrainConfig:
         if batch_size < 1 or lr <= 0:
             raise InputError("batch_size needs to be >= 1 and lr > 0.")
         n = len(self._data)
@@ -161,34 +230,22 @@ class ConditionalDiffusion:
             steps = epochs * per_epoch if epochs is not None else auto_steps(n, batch_size)
         if steps < 1:
             raise InputError(f"training needs at least one step (got steps={steps}, epochs={epochs}).")
-        dev = resolve_device(device)
-        cfg = TrainConfig(steps=int(steps), batch_size=int(batch_size), lr=float(lr),
-                          precision=precision, seed=int(seed), p_uncond=float(p_uncond),
-                          warmup_steps=min(100, max(1, steps // 10)),
-                          checkpoint_every=checkpoint_every if checkpoint_dir else 0)
-        torch.manual_seed(seed)
-        self.network = ConditionalMLP(**self.network_config)
-        trainer = Trainer(cfg, self.schedule, dev)
-        start = time.perf_counter()
-        with progress_bar("training", cfg.steps, enabled=progress, show_loss=True) as bar:
-            def on_log(step: int, row: dict) -> None:
-                rate = step / max(time.perf_counter() - start, 1e-9)
-                bar.update(step, loss=f"{row['loss']:.4f}", rate=f"{rate:.1f} steps/s")
+        # checkpoints on log boundaries, so a resumed log continues the same rows
+        every = max(20, (checkpoint_every // 20) * 20) if checkpoint_every else 0
+        return TrainConfig(steps=int(steps), batch_size=int(batch_size), lr=float(lr),
+                           precision=precision, seed=int(seed), p_uncond=float(p_uncond),
+                           warmup_steps=min(100, max(1, steps // 10)), log_every=20,
+                           checkpoint_every=every)
 
-            def on_checkpoint(step: int, net, ema_state) -> None:
-                tensors = {f"model.{k}": v for k, v in net.state_dict().items()}
-                tensors.update({f"ema.{k}": v for k, v in ema_state.items()})
-                _run.save_tensors(tensors, Path(checkpoint_dir) / _run.CHECKPOINT,
-                                  metadata={"step": str(step)})
+    def _fingerprint(self) -> str:
+        """Hash of what the weights' meaning depends on: genes, scaling, conditions, network."""
+        import hashlib
+        import json
 
-            result = trainer.fit(self.network, self._data, on_log=on_log,
-                                 on_checkpoint=on_checkpoint if checkpoint_dir else None)
-        self.network = result.model.to("cpu")
-        self.ema_state = {k: v.to("cpu") for k, v in result.ema_state.items()}
-        self.train_config = cfg
-        self.log = result.log
-        self.seed = int(seed)
-        return self
+        blob = json.dumps([self.network_config, self.preprocessor.to_config(),
+                           self.encoder.keys, self.encoder.categories, self.encoder.dose_keys,
+                           self.schedule.to_config()], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     # -- sampling -----------------------------------------------------------------------------
     def sample(
@@ -198,6 +255,8 @@ class ConditionalDiffusion:
         condition: Mapping[str, str] | None = None,
         dose: Mapping[str, float] | None = None,
         like: ad.AnnData | pd.DataFrame | None = None,
+        from_: ad.AnnData | None = None,
+        strength: float = 0.6,
         guidance: float | Mapping[str, float] = 1.0,
         steps: int | None = None,
         sampler: str = "ddim",
@@ -213,6 +272,11 @@ class ConditionalDiffusion:
         only its ``.obs`` is read. Otherwise ``n_cells`` cells (default 1000) with the
         ``condition``/``dose`` values given, the rest in training proportions.
         ``guidance`` is one weight (1 = plain conditional) or one per attribute.
+
+        With ``from_``, translate those real cells instead (counterfactual, SDEdit):
+        each is noised to ``strength`` (0 < strength <= 1) of the diffusion and
+        denoised under its own conditions with ``condition``/``dose`` overriding them;
+        low strength keeps more of the cell's identity, 1 forgets it.
         """
         if not self.is_trained:
             raise RunError("the model is not trained yet; call model.train() first.")
@@ -221,7 +285,15 @@ class ConditionalDiffusion:
         if steps is None:
             steps = 50 if sampler == "ddim" else self.schedule.num_timesteps
         rng = np.random.default_rng(seed)
-        if like is not None:
+        x_start = t_start = None
+        if from_ is not None:
+            if like is not None or n_cells is not None:
+                raise InputError("give either from_= (cells to translate) or like=/n_cells, not both.")
+            from scdiff.perturb._translate import translation_inputs
+
+            frame, x_start, t_start = translation_inputs(self, from_, condition, dose, strength, rng)
+            where = "the cells to translate"
+        elif like is not None:
             if n_cells is not None or condition or dose:
                 raise InputError("give either like= or n_cells/condition/dose, not both.")
             obs = like.obs if isinstance(like, ad.AnnData) else like
@@ -235,7 +307,7 @@ class ConditionalDiffusion:
             n_cells = 1000 if n_cells is None else n_cells
             frame = None
             where = "the request"
-        if like is None:
+        if like is None and from_ is None:
             if not isinstance(n_cells, (int, np.integer)) or not 0 < n_cells <= MAX_CELLS:
                 raise InputError(f"n_cells = {n_cells} needs to be a whole number "
                                  f"between 1 and {MAX_CELLS:,}.")
@@ -245,7 +317,8 @@ class ConditionalDiffusion:
         codes, doses = self.encoder.encode(frame, where=where)
         z = self._generate(codes, doses, guidance=guidance, steps=steps,
                            eta=1.0 if sampler == "ddpm" else 0.0, seed=seed, device=device,
-                           precision=precision, batch_size=batch_size, progress=progress)
+                           precision=precision, batch_size=batch_size, progress=progress,
+                           x_start=x_start, t_start=t_start)
         X = self.preprocessor.inverse(z)
         obs = self.encoder.to_obs(frame)
         obs.index = pd.Index([f"gen-{i}" for i in range(len(obs))])
@@ -256,10 +329,14 @@ class ConditionalDiffusion:
             "seed": int(seed), "version": _run.package_versions()["scdiff"],
             "train_seed": self.seed if self.seed is not None else -1, "space": "log1p_cp10k",
         }
+        if from_ is not None:
+            out.obs["translated_from"] = from_.obs_names.astype(str).to_numpy()
+            out.uns["scdiff"]["strength"] = float(strength)
         return out
 
     def _generate(self, codes: np.ndarray, doses: np.ndarray, *, guidance, steps: int, eta: float,
-                  seed: int, device: str, precision: str, batch_size: int, progress: bool) -> np.ndarray:
+                  seed: int, device: str, precision: str, batch_size: int, progress: bool,
+                  x_start: np.ndarray | None = None, t_start: int | None = None) -> np.ndarray:
         dev = resolve_device(device)
         autocast = resolve_precision(precision, dev)
         net = copy_with_state(self.network, self.ema_state).to(dev)
@@ -277,7 +354,8 @@ class ConditionalDiffusion:
                     net, self.schedule, torch.from_numpy(codes[sl]).to(dev),
                     torch.from_numpy(doses[sl]).to(dev), null_codes=null, guidance=guide,
                     steps=steps, eta=eta, generator=gen, autocast_dtype=autocast,
-                    on_step=bar.advance,
+                    on_step=bar.advance, t_start=t_start,
+                    x_start=None if x_start is None else torch.from_numpy(x_start[sl]).to(dev),
                 )
                 out[sl] = x.float().cpu().numpy()
         return out

@@ -112,6 +112,7 @@ def read_config(path: str | os.PathLike) -> dict:
             f"{FORMAT_VERSION}: install the scdiff version that wrote it, or train again."
         )
     _warn_versions(config.get("versions", {}))
+    refuse_pickles(path)
     return config
 
 
@@ -122,6 +123,42 @@ def _warn_versions(recorded: dict) -> None:
         if was and is_ and was.split(".")[0] != is_.split(".")[0]:
             warnings.warn(f"run was written with {name} {was}, loaded with {is_}: results may differ.",
                           stacklevel=3)
+
+
+def write_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """The training state (weights, EMA, optimizer, RNG, log) and what it belongs to."""
+    save_tensors(tensors, Path(path) / CHECKPOINT, metadata={"scdiff": json.dumps(meta)})
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    file = Path(path) / CHECKPOINT
+    if not file.exists():
+        raise RunError(f"{path} holds no checkpoint to resume from; train without --resume.")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {})["scdiff"])
+        return meta, load_file(str(file))
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as err:
+        raise RunError(f"{file} is damaged ({type(err).__name__}); start over with --overwrite.") from err
+
+
+def log_rows(t: torch.Tensor) -> list[dict]:
+    """Training-log rows back from the [rows, 4] tensor kept in checkpoints."""
+    return [{"step": int(r[0]), "loss": float(r[1]), "grad_norm": float(r[2]), "lr": float(r[3])}
+            for r in t.tolist()]
+
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
+
+
+def refuse_pickles(path: str | os.PathLike) -> None:
+    """A run folder holding a pickle was not written by scdiff: refuse it outright."""
+    for file in Path(path).iterdir():
+        if file.suffix.lower() in PICKLE_SUFFIXES:
+            raise RunError(f"{file} looks like a pickle; scdiff runs hold only safetensors and "
+                           "JSON and never load pickles: remove it or use the original run.")
 
 
 def read_weights(path: str | os.PathLike, config: dict, name: str) -> dict[str, torch.Tensor]:

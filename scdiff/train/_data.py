@@ -34,18 +34,23 @@ class CellTensors:
                            self.doses[rank::world_size])
 
     def batches(
-        self, batch_size: int, generator: torch.Generator
+        self, batch_size: int, seed: int, start_step: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Endless shuffled minibatches gathered by index (one permutation per epoch).
+        """Endless shuffled minibatches gathered by index, from step ``start_step`` on.
 
-        Epochs shorter than a batch are padded by drawing a fresh permutation, so a
-        batch always has ``min(batch_size, n)`` rows.
+        Each epoch's permutation depends only on (seed, epoch), so a resumed run
+        continues with exactly the batches an uninterrupted one would have seen.
+        Batches never straddle epochs; a trailing partial batch is skipped.
         """
         n = len(self)
         bs = min(batch_size, n)
+        per_epoch = n // bs
+        epoch, offset = divmod(start_step, per_epoch)
         device = self.x.device
         while True:
-            perm = torch.randperm(n, generator=generator).to(device)
-            for start in range(0, n - bs + 1, bs):
-                idx = perm[start : start + bs]
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            perm = torch.randperm(n, generator=gen).to(device)
+            for i in range(offset, per_epoch):
+                idx = perm[i * bs : (i + 1) * bs]
                 yield self.x[idx], self.cats[idx], self.doses[idx]
+            epoch, offset = epoch + 1, 0

@@ -128,13 +128,47 @@ class TrainResult:
     model: nn.Module  # raw weights, trained
     ema_state: dict[str, torch.Tensor]
     log: list[dict]
+    step: int = 0  # steps done (less than config.steps when stopped early)
+    stopped: bool = False
+
+
+def checkpoint_tensors(net: nn.Module, ema: EMA, opt: torch.optim.Optimizer,
+                       gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Everything a bit-for-bit resume needs, as named tensors (safetensors, no pickle)."""
+    out = {f"model.{k}": v for k, v in net.state_dict().items()}
+    out.update({f"ema.{k}": v for k, v in ema.state_dict(net).items()})
+    for i, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            out[f"optim.{i}.{key}"] = torch.as_tensor(value)
+    out["rng.trainer"] = gen.get_state()
+    out["rng.torch"] = torch.get_rng_state()
+    return out
+
+
+def restore_checkpoint(tensors: dict[str, torch.Tensor], net: nn.Module, ema: EMA,
+                       opt: torch.optim.Optimizer, gen: torch.Generator) -> None:
+    """Inverse of :func:`checkpoint_tensors` onto freshly built objects."""
+    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load(net, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+    gen.set_state(tensors["rng.trainer"])
+    torch.set_rng_state(tensors["rng.torch"])
 
 
 class Trainer:
     """Fits a network to the diffusion objective on :class:`CellTensors`.
 
     ``on_log(step, metrics)`` is called every ``log_every`` steps (rank 0 only):
-    the library never prints; the caller draws progress.
+    the library never prints; the caller draws progress. ``on_checkpoint(step,
+    tensors)`` receives :func:`checkpoint_tensors` every ``checkpoint_every`` steps
+    and when ``should_stop()`` turns true (then training returns early).
+    ``resume`` (tensors from a checkpoint, with ``step``) continues exactly where
+    that checkpoint was taken.
     """
 
     def __init__(self, config: TrainConfig, schedule: NoiseSchedule, device: torch.device) -> None:
@@ -149,7 +183,9 @@ class Trainer:
         data: CellTensors,
         *,
         on_log: Callable[[int, dict], None] | None = None,
-        on_checkpoint: Callable[[int, nn.Module, dict], None] | None = None,
+        on_checkpoint: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        resume: tuple[int, dict[str, torch.Tensor], list[dict]] | None = None,
     ) -> TrainResult:
         cfg, device = self.cfg, self.device
         distributed = dist.is_available() and dist.is_initialized()
@@ -160,8 +196,6 @@ class Trainer:
 
         net = net.to(device)
         null_codes = torch.tensor(net.n_categories, dtype=torch.long, device=device)
-        shard = data.shard(rank, world).to(device)
-        batches = shard.batches(max(1, cfg.batch_size // world), gen)
         train_net: nn.Module = net
         if distributed:
             train_net = nn.parallel.DistributedDataParallel(
@@ -171,18 +205,26 @@ class Trainer:
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                 fused=fused or None)
         ema = EMA(net, cfg.ema_decay)
+        start, log = 0, []
+        if resume is not None:
+            start, tensors, log = resume
+            restore_checkpoint(tensors, net, ema, opt, gen)
+            log = list(log)
+        shard = data.shard(rank, world).to(device)
+        batches = shard.batches(max(1, cfg.batch_size // world), cfg.seed + 7919 * rank, start)
         use_scaler = self.autocast_dtype == torch.float16
         scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
         amp = (torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
                if self.autocast_dtype is not None else contextlib.nullcontext())
 
-        log: list[dict] = []
         running = torch.zeros((), device=device)
         running_gn = torch.zeros((), device=device)
         n_since = 0
         T = self.schedule.num_timesteps
         net.train()
-        for step in range(cfg.steps):
+        step = start
+        stopped = False
+        while step < cfg.steps:
             lr = lr_at(step, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
@@ -205,12 +247,13 @@ class Trainer:
             running += loss.detach()
             running_gn += grad_norm.detach()
             n_since += 1
-            last = step + 1 == cfg.steps
-            if (step + 1) % cfg.log_every == 0 or last:
+            step += 1
+            last = step == cfg.steps
+            if step % cfg.log_every == 0 or last:
                 if distributed:
                     dist.all_reduce(running)
                     running /= world
-                row = {"step": step + 1, "loss": float(running) / n_since,
+                row = {"step": step, "loss": float(running) / n_since,
                        "grad_norm": float(running_gn) / n_since, "lr": lr}
                 running.zero_()
                 running_gn.zero_()
@@ -218,12 +261,24 @@ class Trainer:
                 if rank == 0:
                     log.append(row)
                     if on_log is not None:
-                        on_log(step + 1, row)
-            if (on_checkpoint is not None and rank == 0 and cfg.checkpoint_every
-                    and (step + 1) % cfg.checkpoint_every == 0 and not last):
-                on_checkpoint(step + 1, net, ema.state_dict(net))
+                        on_log(step, row)
+            stop = should_stop is not None and should_stop()
+            periodic = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not last
+            if on_checkpoint is not None and rank == 0 and (periodic or (stop and not last)):
+                on_checkpoint(step, {**checkpoint_tensors(net, ema, opt, gen),
+                                     "log": _log_tensor(log)})
+            if stop and not last:
+                stopped = True
+                break
         net.eval()
-        return TrainResult(model=net, ema_state=ema.state_dict(net), log=log)
+        return TrainResult(model=net, ema_state=ema.state_dict(net), log=log, step=step,
+                           stopped=stopped)
+
+
+def _log_tensor(log: list[dict]) -> torch.Tensor:
+    """The log rows as a float64 tensor [rows, 4] (step, loss, grad_norm, lr)."""
+    return torch.tensor([[r["step"], r["loss"], r["grad_norm"], r["lr"]] for r in log],
+                        dtype=torch.float64).reshape(-1, 4)
 
 
 def copy_with_state(net: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
