@@ -20,6 +20,6 @@ from scdiff._errors import InputError, RunError, ScdiffError, TrainingInterrupte
 from scdiff._model import ConditionalDiffusion  # noqa: E402
 
 __all__ = [
-    "ConditionalDiffusion", "InputError", "RunError", "ScdiffError", "TrainingInterrupted", "__version__", "datasets",
-    "evaluate", "pl",
+    "ConditionalDiffusion", "InputError", "RunError", "ScdiffError", "TrainingInterrupted",
+    "__version__", "datasets", "evaluate", "pl",
 ]
