@@ -109,24 +109,28 @@ def train(
     """Train a model on DATA and write a run directory (Ctrl-C saves a checkpoint)."""
     from scdiff import _run
     from scdiff.data import read_input
+    from scdiff.train import is_main_process
 
     out = out if out is not None else Path("runs") / data.stem
+    main = is_main_process()  # under torchrun only rank 0 checks, writes and prints
     if resume and overwrite:
         raise InputError("--resume continues a run and --overwrite replaces it; give one of them.")
     has_checkpoint = (out / _run.CHECKPOINT).exists()
     if resume and not has_checkpoint:
         raise InputError(f"{out} holds no checkpoint to resume from; train without --resume.")
-    if not resume and out.exists() and any(out.iterdir()) and not overwrite:
+    if main and not resume and out.exists() and any(out.iterdir()) and not overwrite:
         hint = ("it holds an interrupted run: pass --resume to continue it or --overwrite to start over"
                 if has_checkpoint and not (out / _run.CONFIG).exists()
                 else "choose another --out or pass --overwrite")
         raise InputError(f"{out} already exists and is not empty; {hint}.")
     adata = read_input(data, conditions=list(condition or []) + list(dose or []))
     model = scdiff.ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=genes)
-    if not resume:
+    if main and not resume:
         _run.prepare_dir(out, overwrite=overwrite)
     model.train(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, device=device,
                 precision=precision, seed=seed, progress=not quiet, checkpoint_dir=out, resume=resume)
+    if not main:
+        return
     model.save(out, overwrite=True)
     if not quiet:
         out_console.print(f"wrote run [bold]{out}[/] ({model})", highlight=False)
@@ -148,6 +152,8 @@ def sample(
     sampler: Annotated[str, typer.Option(help="ddim or ddpm.")] = "ddim",
     seed: Seed = 0,
     device: Device = "auto",
+    counts: Annotated[bool, typer.Option(
+        "--counts", help="Write integer counts in X (log-normalised values in layers['log1p']).")] = False,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
@@ -162,7 +168,8 @@ def sample(
     model = scdiff.ConditionalDiffusion.load(run)
     ref = read_obs(like) if like is not None else None
     fake = model.sample(n_cells, condition=cond, dose=doses, like=ref, guidance=weights, steps=steps,
-                        sampler=sampler, seed=seed, device=device, progress=not quiet)
+                        sampler=sampler, seed=seed, device=device, progress=not quiet,
+                        counts=counts)
     write_h5ad(fake, out, overwrite=overwrite)
     if not quiet:
         out_console.print(f"wrote {fake.n_obs} cells x {fake.n_vars} genes to [bold]{out}[/]",

@@ -21,6 +21,8 @@ from scdiff._interrupt import graceful_stop
 from scdiff._progress import progress_bar
 from scdiff.data import ConditionEncoder, Preprocessor
 from scdiff.data._io import atomic_write, check_anndata
+from scdiff.data._library import counts_from_log, draw_library_sizes, fit_library_sizes
+from scdiff.data._preprocess import expression
 from scdiff.diffusion import Guidance, NoiseSchedule, sample_loop
 from scdiff.nn import ConditionalMLP
 from scdiff.perturb._pairs import check_dose_encoder, dose_pairs
@@ -32,6 +34,7 @@ from scdiff.train import (
     resolve_device,
     resolve_precision,
 )
+from scdiff.train._distributed import distributed, is_main_process
 
 MAX_CELLS = 50_000_000
 
@@ -103,6 +106,9 @@ class ConditionalDiffusion:
             raise InputError(f"n_genes = {n_genes} needs to be at least 1.")
         self.preprocessor = Preprocessor.fit(adata, layer=layer, n_genes=n_genes)
         self.encoder = ConditionEncoder.fit(adata.obs, condition, dose)
+        self.library = fit_library_sizes(expression(adata, layer), adata.obs,
+                                         input_scale=self.preprocessor.input_scale,
+                                         keys=self.encoder.keys)
         self.schedule = NoiseSchedule(num_timesteps, schedule, prediction)  # type: ignore[arg-type]
         self.network_config = {
             "n_genes": len(self.preprocessor.genes), "n_categories": self.encoder.n_categories,
@@ -190,11 +196,14 @@ class ConditionalDiffusion:
         dev = resolve_device(device)
         torch.manual_seed(cfg.seed)
         self.network = ConditionalMLP(**self.network_config)
-        trainer = Trainer(cfg, self.schedule, dev)
         start = time.perf_counter()
         first = resume_from[0] if resume_from else 0
-        with (progress_bar("training", cfg.steps, enabled=progress, show_loss=True) as bar,
+        # under torchrun: one process group for the fit; rank 0 alone shows progress and saves
+        with (distributed(dev) as dev,
+              progress_bar("training", cfg.steps, enabled=progress and is_main_process(),
+                           show_loss=True) as bar,
               graceful_stop() as stop):
+            trainer = Trainer(cfg, self.schedule, dev)
             bar.update(first)
 
             def on_log(step: int, row: dict) -> None:
@@ -265,6 +274,7 @@ class ConditionalDiffusion:
         precision: str = "fp32",
         batch_size: int = 8192,
         progress: bool = False,
+        counts: bool = False,
     ) -> ad.AnnData:
         """Generate cells as an AnnData in the training gene space (log-normalised).
 
@@ -277,6 +287,10 @@ class ConditionalDiffusion:
         each is noised to ``strength`` (0 < strength <= 1) of the diffusion and
         denoised under its own conditions with ``condition``/``dose`` overriding them;
         low strength keeps more of the cell's identity, 1 forgets it.
+
+        With ``counts``, ``X`` holds integer counts (Poisson around the generated
+        expression at library sizes drawn from the training cells of the same
+        condition) and ``layers["log1p"]`` the log-normalised values.
         """
         if not self.is_trained:
             raise RunError("the model is not trained yet; call model.train() first.")
@@ -315,6 +329,7 @@ class ConditionalDiffusion:
         if len(frame) == 0:
             raise InputError("the reference holds no cells; nothing to generate.")
         codes, doses = self.encoder.encode(frame, where=where)
+        self.encoder.warn_unseen_combinations(frame)
         z = self._generate(codes, doses, guidance=guidance, steps=steps,
                            eta=1.0 if sampler == "ddpm" else 0.0, seed=seed, device=device,
                            precision=precision, batch_size=batch_size, progress=progress,
@@ -323,11 +338,16 @@ class ConditionalDiffusion:
         obs = self.encoder.to_obs(frame)
         obs.index = pd.Index([f"gen-{i}" for i in range(len(obs))])
         out = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(self.genes)))
+        if counts:
+            lib = draw_library_sizes(self.library, frame, self.encoder.keys, rng)
+            out.layers["log1p"] = X
+            out.X = counts_from_log(X, lib, rng)
         out.uns["scdiff"] = {
             "run": self._run_path or "", "sampler": sampler, "steps": int(steps),
             "guidance": dict(guidance) if isinstance(guidance, Mapping) else float(guidance),
             "seed": int(seed), "version": _run.package_versions()["scdiff"],
-            "train_seed": self.seed if self.seed is not None else -1, "space": "log1p_cp10k",
+            "train_seed": self.seed if self.seed is not None else -1,
+            "space": "counts" if counts else "log1p_cp10k",
         }
         if from_ is not None:
             out.obs["translated_from"] = from_.obs_names.astype(str).to_numpy()
@@ -367,6 +387,7 @@ class ConditionalDiffusion:
             "schedule": self.schedule.to_config(),
             "preprocess": self.preprocessor.to_config(),
             "conditions": self.encoder.to_config(),
+            "library_sizes": self.library,
             "train": self.train_config.to_config() if self.train_config else None,
             "seed": self.seed,
         }
@@ -401,6 +422,7 @@ class ConditionalDiffusion:
             self = cls.__new__(cls)
             self.preprocessor = Preprocessor.from_config(config["preprocess"])
             self.encoder = ConditionEncoder.from_config(config["conditions"])
+            self.library = config.get("library_sizes", {})
             self.schedule = NoiseSchedule.from_config(config["schedule"])
             self.network_config = dict(config["network"])
             self.network = ConditionalMLP(**self.network_config)

@@ -85,8 +85,13 @@ def test_condition_encoder_codes_doses_and_errors(counts_adata):
         ConditionEncoder.fit(bad, "cell_type", None)
     with pytest.raises(InputError, match="non-numeric"):
         ConditionEncoder.fit(obs.assign(dose="high"), None, "dose")
-    with pytest.raises(InputError, match="negative"):
-        ConditionEncoder.fit(obs.assign(dose=-1.0), None, "dose")
+    with pytest.raises(InputError, match="negative"):  # doses trained >= 0 stay >= 0
+        enc.encode(pd.DataFrame({"cell_type": ["t0"], "dose": [-1.0]}))
+    one = obs.assign(cell_type=obs.cell_type.astype(str).where(obs.index != "c0", "solo"))
+    with pytest.raises(InputError, match="single cell \\('solo'\\)"):
+        ConditionEncoder.fit(one, "cell_type", None)
+    with pytest.raises(InputError, match="single category"):
+        ConditionEncoder.fit(obs.assign(cell_type="B"), "cell_type", None)
     with pytest.raises(InputError, match="valid values of 'cell_type' are: t0, t1, t2"):
         enc.encode(pd.DataFrame({"cell_type": ["t9"], "dose": [1.0]}))
     with pytest.warns(UserWarning, match=r"outside the training range \[0, 10\]"):

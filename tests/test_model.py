@@ -147,3 +147,37 @@ def test_load_needs_no_training_data_and_info(tiny_run):
     assert info["conditions"] == {"cell_type": ["t0", "t1", "t2"]} and info["genes"] == 30
     with pytest.raises(RunError, match="holds no training data"):
         model.train(steps=1)
+
+
+def test_counts_output_is_integer(tiny_run):
+    model = scdiff.ConditionalDiffusion.load(tiny_run[0])
+    fake = model.sample(50, condition={"cell_type": "t0"}, counts=True, steps=10)
+    assert np.array_equal(fake.X, np.round(fake.X)) and (fake.X >= 0).all()
+    assert fake.uns["scdiff"]["space"] == "counts" and "log1p" in fake.layers
+
+
+def test_library_sizes_and_counts_match_the_training_cells(counts_adata):
+    from scdiff.data import log_normalize
+    from scdiff.data._library import counts_from_log, draw_library_sizes, fit_library_sizes
+
+    lib = fit_library_sizes(counts_adata.X, counts_adata.obs, input_scale="counts", keys=["cell_type"])
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"cell_type": ["t1"] * 4000})
+    draws = draw_library_sizes(lib, frame, ["cell_type"], rng)
+    real = np.asarray(counts_adata[counts_adata.obs.cell_type == "t1"].X.sum(1)).ravel()
+    assert real.min() - 1e-6 <= draws.min() and draws.max() <= real.max() + 1e-6
+    assert abs(np.median(draws) - np.median(real)) < 0.1 * np.median(real)
+    # counts drawn back from log-normalised values at the true library sizes are unbiased
+    logx = log_normalize(counts_adata.X).toarray()
+    tiled = np.repeat(logx, 200, axis=0)
+    sizes = np.repeat(np.asarray(counts_adata.X.sum(1)).ravel(), 200)
+    back = counts_from_log(tiled, sizes, rng).reshape(counts_adata.n_obs, 200, -1).mean(1)
+    true = counts_adata.X.toarray()
+    z = (back - true) / np.sqrt(np.maximum(true, 1) / 200)  # standard errors of the mean
+    assert np.abs(z).max() < 5 and abs(z.mean()) < 0.1
+
+
+def test_counts_refused_without_library_sizes(log_adata):
+    model = _tiny(log_adata, condition="cell_type").train(steps=2, progress=False)
+    with pytest.raises(InputError, match="without library sizes"):
+        model.sample(5, counts=True)

@@ -35,7 +35,24 @@ def _check_columns(obs: pd.DataFrame, keys: Sequence[str], kind: str) -> None:
             )
 
 
-def _numeric_dose(obs: pd.DataFrame, key: str) -> np.ndarray:
+def _check_categories(key: str, col: pd.Series) -> None:
+    """A condition needs two categories at least, each with two cells at least."""
+    sizes = col.value_counts()
+    if len(sizes) < 2:
+        raise InputError(
+            f"condition column {key!r} has a single category ({sizes.index[0]!r}): there is "
+            "nothing to condition on; drop this --condition."
+        )
+    lonely = sizes[sizes < 2]
+    if len(lonely):
+        raise InputError(
+            f"condition column {key!r} has categories with a single cell "
+            f"({', '.join(map(repr, lonely.index[:5]))}); "
+            "a model cannot learn a condition from one cell: remove those cells or merge the categories."
+        )
+
+
+def _numeric_dose(obs: pd.DataFrame, key: str, *, allow_negative: bool = False) -> np.ndarray:
     col = obs[key]
     values = pd.to_numeric(col.astype(object) if col.dtype == "category" else col, errors="coerce")
     bad = values.isna() & col.notna()
@@ -50,8 +67,9 @@ def _numeric_dose(obs: pd.DataFrame, key: str) -> np.ndarray:
             "fill them (e.g. 0 for untreated cells) or drop those cells."
         )
     arr = values.to_numpy(dtype=np.float64)
-    if (arr < 0).any():
-        raise InputError(f"dose column {key!r} has negative values (min {arr.min():g}); doses must be >= 0.")
+    if (arr < 0).any() and not allow_negative:
+        raise InputError(f"dose column {key!r} has negative values (min {arr.min():g}), which "
+                         "its training data did not have; doses must be >= 0.")
     if not np.all(np.isfinite(arr)):
         raise InputError(f"dose column {key!r} has infinite values; doses must be finite.")
     return arr
@@ -84,6 +102,7 @@ class ConditionEncoder:
     dose_max: list[float] = field(default_factory=list)
     dose_values: list[list[float]] = field(default_factory=list)
     counts: list[list] = field(default_factory=list)
+    dose_min: list[float] = field(default_factory=list)
 
     # -- fitting ------------------------------------------------------------------------------
     @classmethod
@@ -110,17 +129,19 @@ class ConditionEncoder:
                 cats = [str(c) for c in col.cat.categories if str(c) in present]
             else:
                 cats = sorted(col.astype(str).unique())
+            _check_categories(key, col.astype(str))
             categories.append(cats)
-        dose_max, dose_values = [], []
+        dose_max, dose_values, dose_min = [], [], []
         for key in dose_keys:
-            arr = _numeric_dose(obs, key)
+            arr = _numeric_dose(obs, key, allow_negative=True)
             dose_max.append(float(arr.max()) if arr.size else 0.0)
+            dose_min.append(float(arr.min()) if arr.size else 0.0)
             dose_values.append(sorted(np.unique(arr).tolist())[:100])
-        enc = cls(keys, categories, dose_keys, dose_max, dose_values)
+        enc = cls(keys, categories, dose_keys, dose_max, dose_values, dose_min=dose_min)
         if keys or dose_keys:
             frame = pd.DataFrame({k: obs[k].astype(str).to_numpy() for k in keys})
             for k in dose_keys:
-                frame[k] = _numeric_dose(obs, k)
+                frame[k] = _numeric_dose(obs, k, allow_negative=True)
             grouped = frame.groupby(keys + dose_keys, sort=True, observed=True).size()
             enc.counts = [
                 [*(idx if isinstance(idx, tuple) else (idx,)), int(n)] for idx, n in grouped.items()
@@ -145,7 +166,15 @@ class ConditionEncoder:
 
     # -- encoding -----------------------------------------------------------------------------
     def transform_dose(self, key_index: int, values: np.ndarray) -> np.ndarray:
-        """Dose -> network input: log1p(d) / log1p(max training dose)."""
+        """Dose -> network input: log1p(d) / log1p(max training dose).
+
+        A continuous covariate with negative training values (a score, say) is not a
+        dose: it is min-max scaled to [0, 1] over its training range instead.
+        """
+        lo = self.dose_min[key_index] if key_index < len(self.dose_min) else 0.0
+        if lo < 0:
+            span = (self.dose_max[key_index] - lo) or 1.0
+            return ((np.asarray(values, dtype=np.float64) - lo) / span).astype(np.float32)
         denom = np.log1p(self.dose_max[key_index]) or 1.0
         return (np.log1p(np.asarray(values, dtype=np.float64)) / denom).astype(np.float32)
 
@@ -167,10 +196,28 @@ class ConditionEncoder:
             codes[:, i] = idx
         doses = np.empty((len(obs), len(self.dose_keys)), dtype=np.float32)
         for i, key in enumerate(self.dose_keys):
-            raw = _numeric_dose(obs, key)
+            negative_ok = i < len(self.dose_min) and self.dose_min[i] < 0
+            raw = _numeric_dose(obs, key, allow_negative=negative_ok)
             self.warn_out_of_range(i, raw)
             doses[:, i] = self.transform_dose(i, raw)
         return codes, doses
+
+    def warn_unseen_combinations(self, frame: pd.DataFrame) -> None:
+        """Warn once per call when categorical combinations absent from training are asked for.
+
+        The network adds one embedding per attribute, so it can generate them; how well
+        depends on the attributes acting roughly independently, hence the warning.
+        """
+        if len(self.keys) < 2 or not self.counts:
+            return
+        seen = {tuple(map(str, row[: len(self.keys)])) for row in self.counts}
+        asked = frame[self.keys].astype(str).drop_duplicates().itertuples(index=False, name=None)
+        unseen = [c for c in asked if tuple(c) not in seen]
+        if unseen:
+            shown = "; ".join(", ".join(f"{k}={v}" for k, v in zip(self.keys, c, strict=True))
+                              for c in unseen[:3])
+            warnings.warn(f"{len(unseen)} combination(s) never seen in training ({shown}): generated "
+                          "from the attributes' separately learned effects.", stacklevel=3)
 
     def warn_out_of_range(self, key_index: int, raw: np.ndarray) -> None:
         hi = self.dose_max[key_index]

@@ -126,6 +126,8 @@ def check_output(path: str | os.PathLike, *, overwrite: bool, suffixes: Sequence
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise InputError(f"folder {parent} does not exist; create it first.")
+    if not parent.is_dir():
+        raise InputError(f"{parent} is a file, not a folder; choose another output location.")
     if not os.access(parent, os.W_OK):
         raise InputError(f"folder {parent} is not writable; choose another output location.")
     return path

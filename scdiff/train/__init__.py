@@ -1,6 +1,7 @@
 """Training: tensors in, fitted weights out."""
 
 from scdiff.train._data import CellTensors
+from scdiff.train._distributed import distributed, is_main_process, rank, world_size
 from scdiff.train._trainer import (
     EMA,
     TrainConfig,
@@ -15,5 +16,6 @@ from scdiff.train._trainer import (
 
 __all__ = [
     "EMA", "CellTensors", "TrainConfig", "TrainResult", "Trainer", "copy_with_state",
-    "drop_conditions", "lr_at", "resolve_device", "resolve_precision",
+    "distributed", "drop_conditions", "is_main_process", "lr_at", "rank", "resolve_device",
+    "resolve_precision", "world_size",
 ]

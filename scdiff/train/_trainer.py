@@ -82,8 +82,9 @@ def drop_conditions(
     """
     if p <= 0:
         return cats, doses
-    drop_c = torch.rand(cats.shape, generator=generator, device="cpu").to(cats.device) < p
-    drop_d = torch.rand(doses.shape, generator=generator, device="cpu").to(doses.device) < p
+    # drawn where the generator lives: the CPU (bit-for-bit resumable) or the GPU (no copy)
+    drop_c = torch.rand(cats.shape, generator=generator, device=generator.device).to(cats.device) < p
+    drop_d = torch.rand(doses.shape, generator=generator, device=generator.device).to(doses.device) < p
     cats = torch.where(drop_c, null_codes.to(cats.device), cats)
     doses = torch.where(drop_d, torch.full_like(doses, float("nan")), doses)
     return cats, doses
@@ -133,7 +134,8 @@ class TrainResult:
 
 
 def checkpoint_tensors(net: nn.Module, ema: EMA, opt: torch.optim.Optimizer,
-                       gen: torch.Generator) -> dict[str, torch.Tensor]:
+                       gen: torch.Generator,
+                       device_gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Everything a bit-for-bit resume needs, as named tensors (safetensors, no pickle)."""
     out = {f"model.{k}": v for k, v in net.state_dict().items()}
     out.update({f"ema.{k}": v for k, v in ema.state_dict(net).items()})
@@ -142,11 +144,14 @@ def checkpoint_tensors(net: nn.Module, ema: EMA, opt: torch.optim.Optimizer,
             out[f"optim.{i}.{key}"] = torch.as_tensor(value)
     out["rng.trainer"] = gen.get_state()
     out["rng.torch"] = torch.get_rng_state()
+    if device_gen is not None and device_gen is not gen:
+        out["rng.device"] = device_gen.get_state()
     return out
 
 
 def restore_checkpoint(tensors: dict[str, torch.Tensor], net: nn.Module, ema: EMA,
-                       opt: torch.optim.Optimizer, gen: torch.Generator) -> None:
+                       opt: torch.optim.Optimizer, gen: torch.Generator,
+                       device_gen: torch.Generator | None = None) -> None:
     """Inverse of :func:`checkpoint_tensors` onto freshly built objects."""
     net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     ema.load(net, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
@@ -158,6 +163,8 @@ def restore_checkpoint(tensors: dict[str, torch.Tensor], net: nn.Module, ema: EM
     opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
     gen.set_state(tensors["rng.trainer"])
     torch.set_rng_state(tensors["rng.torch"])
+    if device_gen is not None and device_gen is not gen and "rng.device" in tensors:
+        device_gen.set_state(tensors["rng.device"])
 
 
 class Trainer:
@@ -193,6 +200,10 @@ class Trainer:
         world = dist.get_world_size() if distributed else 1
         torch.manual_seed(cfg.seed + rank)
         gen = torch.Generator().manual_seed(cfg.seed + rank)
+        # t, noise and condition dropout: on the CPU from ``gen`` (bit-for-bit resumable);
+        # on a GPU from a generator on the device, so no host-to-device copy per step
+        dgen = (torch.Generator(device=device).manual_seed(cfg.seed + rank)
+                if device.type == "cuda" else gen)
 
         net = net.to(device)
         null_codes = torch.tensor(net.n_categories, dtype=torch.long, device=device)
@@ -201,14 +212,14 @@ class Trainer:
             train_net = nn.parallel.DistributedDataParallel(
                 net, device_ids=[device.index] if device.type == "cuda" else None
             )
-        fused = device.type == "cuda"
+        # the fused kernel (CUDA, and the CPU since torch 2.4) is one pass over all parameters
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                fused=fused or None)
+                                fused=True)
         ema = EMA(net, cfg.ema_decay)
         start, log = 0, []
         if resume is not None:
             start, tensors, log = resume
-            restore_checkpoint(tensors, net, ema, opt, gen)
+            restore_checkpoint(tensors, net, ema, opt, gen, dgen)
             log = list(log)
         shard = data.shard(rank, world).to(device)
         batches = shard.batches(max(1, cfg.batch_size // world), cfg.seed + 7919 * rank, start)
@@ -229,9 +240,9 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = lr
             x0, cats, doses = next(batches)
-            cats, doses = drop_conditions(cats, doses, null_codes, cfg.p_uncond, gen)
-            t = torch.randint(0, T, (x0.shape[0],), generator=gen).to(device)
-            noise = torch.randn(x0.shape, generator=gen).to(device)
+            cats, doses = drop_conditions(cats, doses, null_codes, cfg.p_uncond, dgen)
+            t = torch.randint(0, T, (x0.shape[0],), generator=dgen, device=dgen.device).to(device)
+            noise = torch.randn(x0.shape, generator=dgen, device=dgen.device).to(device)
             x_t = self.schedule.add_noise(x0, noise, t)
             target = self.schedule.target(x0, noise, t)
             with amp:
@@ -263,9 +274,13 @@ class Trainer:
                     if on_log is not None:
                         on_log(step, row)
             stop = should_stop is not None and should_stop()
+            if distributed and should_stop is not None:  # all ranks stop at the same step
+                flag = torch.tensor(float(stop), device=device)
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                stop = bool(flag.item())
             periodic = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not last
             if on_checkpoint is not None and rank == 0 and (periodic or (stop and not last)):
-                on_checkpoint(step, {**checkpoint_tensors(net, ema, opt, gen),
+                on_checkpoint(step, {**checkpoint_tensors(net, ema, opt, gen, dgen),
                                      "log": _log_tensor(log)})
             if stop and not last:
                 stopped = True

@@ -1,0 +1,307 @@
+"""The catalogue of bad inputs: each through the CLI and the API, one clear line, nothing lost.
+
+Every case here has a row in docs/errors.md (checked below).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scdiff.cli import app
+from typer.testing import CliRunner
+
+import scdiff
+from scdiff import ScdiffError
+from scdiff.data import read_input
+from tests.conftest import make_counts
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+
+
+@dataclass
+class Case:
+    name: str
+    message: str
+    cli: Callable[[Path, Path], list]  # (tmp, run) -> CLI args
+    api: Callable[[Path, Path], object]  # (tmp, run) -> performs the call
+
+
+def _write(tmp: Path, name: str, adata: ad.AnnData) -> Path:
+    path = tmp / name
+    adata.write_h5ad(path)
+    return path
+
+
+def _train_args(path, *extra):
+    return ["train", path, "-c", "cell_type", "--out", path.parent / "newrun", "--steps", 2, *extra]
+
+
+def _api_train(path, **kw):
+    kw.setdefault("condition", "cell_type")
+    return scdiff.ConditionalDiffusion(read_input(path), **kw)
+
+
+def _data(tmp, name, mutate, **make):
+    a = make_counts(**make)
+    mutate(a)
+    return _write(tmp, name, a)
+
+
+def _set_x(value):
+    def mutate(a):
+        a.X = value(a)
+    return mutate
+
+
+def _obs(col, value):
+    def mutate(a):
+        a.obs[col] = value(a)
+    return mutate
+
+
+def _nan_x(a):
+    X = a.X.toarray()
+    X[0, 0] = np.nan
+    return X
+
+
+def _inf_x(a):
+    X = a.X.toarray()
+    X[1, 2] = np.inf
+    return X
+
+
+def _dup_var(a):
+    a.var_names = ["g0"] * 2 + list(a.var_names[2:])
+
+
+def _dup_obs(a):
+    a.obs_names = ["c0"] * 2 + list(a.obs_names[2:])
+
+
+def _one_cell(a):
+    a.obs["cell_type"] = a.obs.cell_type.astype(str).where(a.obs_names != "c0", "lonely")
+
+
+def _missing_value(a):
+    a.obs["cell_type"] = a.obs.cell_type.astype(object).where(a.obs_names != "c5", None)
+
+
+def _altered_run(tmp, run):
+    copy = tmp / "altered"
+    copy.mkdir(exist_ok=True)
+    for p in run.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    data = bytearray((copy / "model.safetensors").read_bytes())
+    data[-3] ^= 0xFF
+    (copy / "model.safetensors").write_bytes(bytes(data))
+    return copy
+
+
+def _missing_file_run(tmp, run):
+    copy = tmp / "partial"
+    copy.mkdir(exist_ok=True)
+    for p in run.iterdir():
+        if p.name != "ema.safetensors":
+            (copy / p.name).write_bytes(p.read_bytes())
+    return copy
+
+
+def _old_run(tmp, run):
+    copy = tmp / "old"
+    copy.mkdir(exist_ok=True)
+    for p in run.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg["format_version"] = 99
+    (copy / "config.json").write_text(json.dumps(cfg))
+    return copy
+
+
+def _truncated(tmp):
+    good = _write(tmp, "good.h5ad", make_counts())
+    bad = tmp / "truncated.h5ad"
+    bad.write_bytes(good.read_bytes()[:2000])
+    return bad
+
+
+def _gene_mismatch(tmp):
+    a, b = make_counts(seed=1), make_counts(seed=2)
+    b.var_names = [f"other{i}" for i in range(b.n_vars)]
+    return _write(tmp, "r.h5ad", a), _write(tmp, "g.h5ad", b)
+
+
+def _sample(run, tmp, *extra):
+    return ["sample", run, "--out", tmp / "gen.h5ad", *extra]
+
+
+def _existing(tmp):
+    out = tmp / "exists.h5ad"
+    out.write_bytes(b"keep me")
+    return out
+
+
+CASES = [
+    Case("missing file", "does not exist",
+         lambda t, r: _train_args(t / "nope.h5ad"), lambda t, r: _api_train(t / "nope.h5ad")),
+    Case("a directory", "is a directory",
+         lambda t, r: _train_args(t), lambda t, r: read_input(t)),
+    Case("wrong format", "extension",
+         lambda t, r: _train_args(_txt(t)), lambda t, r: read_input(_txt(t))),
+    Case("truncated or corrupt .h5ad", "could not be read as .h5ad",
+         lambda t, r: _train_args(_truncated(t)), lambda t, r: read_input(_truncated(t))),
+    Case("empty AnnData", "has no cells",
+         lambda t, r: _train_args(_write(t, "e.h5ad", make_counts()[:0].copy())),
+         lambda t, r: _api_train(_write(t, "e.h5ad", make_counts()[:0].copy()))),
+    Case("no genes", "has no genes",
+         lambda t, r: _train_args(_write(t, "ng.h5ad", make_counts()[:, :0].copy())),
+         lambda t, r: _api_train(_write(t, "ng.h5ad", make_counts()[:, :0].copy()))),
+    Case("missing condition column", "the columns there are: cell_type, dose",
+         lambda t, r: ["train", _write(t, "d.h5ad", make_counts()), "-c", "celltype", "--out", t / "x"],
+         lambda t, r: _api_train(_write(t, "d.h5ad", make_counts()), condition="celltype")),
+    Case("missing dose column", "dose column 'conc' not found",
+         lambda t, r: _train_args(_write(t, "d.h5ad", make_counts()), "--dose", "conc"),
+         lambda t, r: _api_train(_write(t, "d.h5ad", make_counts()), dose="conc")),
+    Case("condition with missing values", "missing values",
+         lambda t, r: _train_args(_data(t, "m.h5ad", _missing_value)),
+         lambda t, r: _api_train(_data(t, "m.h5ad", _missing_value))),
+    Case("a single category", "single category",
+         lambda t, r: _train_args(_data(t, "s.h5ad", lambda a: None, n_types=1)),
+         lambda t, r: _api_train(_data(t, "s.h5ad", lambda a: None, n_types=1))),
+    Case("a category with one cell", "single cell",
+         lambda t, r: _train_args(_data(t, "o.h5ad", _one_cell)),
+         lambda t, r: _api_train(_data(t, "o.h5ad", _one_cell))),
+    Case("NaN in X", "NaN or infinite",
+         lambda t, r: _train_args(_data(t, "n.h5ad", _set_x(_nan_x))),
+         lambda t, r: _api_train(_data(t, "n.h5ad", _set_x(_nan_x)))),
+    Case("Inf in X", "NaN or infinite",
+         lambda t, r: _train_args(_data(t, "i.h5ad", _set_x(_inf_x))),
+         lambda t, r: _api_train(_data(t, "i.h5ad", _set_x(_inf_x)))),
+    Case("negative (scaled) values", "looks scaled",
+         lambda t, r: _train_args(_data(t, "z.h5ad", _set_x(lambda a: a.X.toarray() - 1))),
+         lambda t, r: _api_train(_data(t, "z.h5ad", _set_x(lambda a: a.X.toarray() - 1)))),
+    Case("normalised but not logged", "not log-transformed",
+         lambda t, r: _train_args(_data(t, "c.h5ad", _set_x(lambda a: a.X.toarray() * 100.5))),
+         lambda t, r: _api_train(_data(t, "c.h5ad", _set_x(lambda a: a.X.toarray() * 100.5)))),
+    Case("counts asked for on non-count data", "without library sizes",
+         lambda t, r: ["sample", _log_run(t), "--out", t / "g.h5ad", "--counts", "--n-cells", 3],
+         lambda t, r: scdiff.ConditionalDiffusion.load(_log_run(t)).sample(3, counts=True)),
+    Case("duplicate var_names", "duplicate gene names",
+         lambda t, r: _train_args(_data(t, "v.h5ad", _dup_var)),
+         lambda t, r: _api_train(_data(t, "v.h5ad", _dup_var))),
+    Case("duplicate obs_names", "duplicate cell names",
+         lambda t, r: _train_args(_data(t, "w.h5ad", _dup_obs)),
+         lambda t, r: _api_train(_data(t, "w.h5ad", _dup_obs))),
+    Case("non-numeric dose", "non-numeric",
+         lambda t, r: _train_args(_data(t, "nd.h5ad", _obs("dose", lambda a: "high")), "--dose", "dose"),
+         lambda t, r: _api_train(_data(t, "nd.h5ad", _obs("dose", lambda a: "high")), dose="dose")),
+    Case("negative dose at sampling", "negative",
+         lambda t, r: _sample(r, t, "--dose", "dose=-3"),
+         lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(3, dose={"dose": -3.0})),
+    Case("unknown condition value", "valid values of 'cell_type' are: t0, t1, t2",
+         lambda t, r: _sample(r, t, "-c", "cell_type=B"),
+         lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(3, condition={"cell_type": "B"})),
+    Case("unknown condition key", "not one the model was trained on",
+         lambda t, r: _sample(r, t, "-c", "batch=1"),
+         lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(3, condition={"batch": "1"})),
+    Case("gene set mismatch at evaluation", "var_names",
+         lambda t, r: ["evaluate", *_gene_mismatch(t), "-c", "cell_type"],
+         lambda t, r: scdiff.evaluate(*(ad.read_h5ad(p) for p in _gene_mismatch(t)), condition="cell_type")),
+    Case("n-cells zero", "n_cells",
+         lambda t, r: _sample(r, t, "--n-cells", 0),
+         lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(0)),
+    Case("n-cells negative", "n_cells",
+         lambda t, r: _sample(r, t, "--n-cells", -5),
+         lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(-5)),
+    Case("n-cells absurdly large", "n_cells",
+         lambda t, r: _sample(r, t, "--n-cells", 10**12),
+         lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(10**12)),
+    Case("output path exists", "--overwrite",
+         lambda t, r: ["sample", r, "--out", _existing(t), "--n-cells", 3],
+         lambda t, r: scdiff.data.write_h5ad(make_counts(), _existing(t))),
+    Case("unwritable output location", "not a folder",
+         lambda t, r: ["sample", r, "--out", _existing(t) / "gen.h5ad", "--n-cells", 3],
+         lambda t, r: scdiff.data.write_h5ad(make_counts(), _existing(t) / "gen.h5ad")),
+    Case("output folder missing", "does not exist; create it first",
+         lambda t, r: ["sample", r, "--out", t / "no" / "gen.h5ad", "--n-cells", 3],
+         lambda t, r: scdiff.data.write_h5ad(make_counts(), t / "no" / "gen.h5ad")),
+    Case("run directory missing", "does not exist",
+         lambda t, r: _sample(t / "norun", t), lambda t, r: scdiff.ConditionalDiffusion.load(t / "norun")),
+    Case("run with a missing file", "is missing",
+         lambda t, r: _sample(_missing_file_run(t, r), t),
+         lambda t, r: scdiff.ConditionalDiffusion.load(_missing_file_run(t, r))),
+    Case("run with altered weights", "altered",
+         lambda t, r: _sample(_altered_run(t, r), t),
+         lambda t, r: scdiff.ConditionalDiffusion.load(_altered_run(t, r))),
+    Case("run from an incompatible version", "run format 99",
+         lambda t, r: _sample(_old_run(t, r), t),
+         lambda t, r: scdiff.ConditionalDiffusion.load(_old_run(t, r))),
+    Case("existing run directory", "already exists",
+         lambda t, r: ["train", _write(t, "d.h5ad", make_counts()), "-c", "cell_type", "--out", r],
+         lambda t, r: scdiff.ConditionalDiffusion.load(r).save(r)),
+]
+
+
+def _txt(tmp):
+    p = tmp / "data.txt"
+    p.write_text("not expression")
+    return p
+
+
+_LOG_RUN: dict = {}
+
+
+def _log_run(tmp):
+    """A run trained on log-normalised data with no library sizes (cached per session)."""
+    if "path" not in _LOG_RUN:
+        a = make_counts(seed=9)
+        a.X = sp.csr_matrix(np.log1p(a.X.toarray()))
+        del a.obs["dose"]
+        m = scdiff.ConditionalDiffusion(a, condition="cell_type", width=16, depth=1)
+        _LOG_RUN["path"] = m.train(steps=2, progress=False).save(tmp / "logrun")
+    return _LOG_RUN["path"]
+
+
+def _snapshot(*dirs: Path) -> dict:
+    return {p: p.read_bytes() for d in dirs for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_cli_one_line_nonzero_nothing_lost(case, tiny_run, tmp_path):
+    run = tiny_run[0]
+    args = [str(a) for a in case.cli(tmp_path, run)]
+    before = _snapshot(tmp_path, run)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code != 0
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errors) == 1 and case.message in " ".join(lines), res.output
+    assert "Traceback" not in res.output
+    after = _snapshot(tmp_path, run)
+    assert {p: b for p, b in after.items() if p in before} == before  # no file changed
+    assert not [p for p in after if p not in before and p.suffix in (".h5ad", ".safetensors")]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_api_raises_a_specific_error(case, tiny_run, tmp_path):
+    with pytest.raises(ScdiffError, match=_escape(case.message)):
+        case.api(tmp_path, tiny_run[0])
+
+
+def _escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
+
+
+def test_catalogue_is_documented():
+    doc = DOCS.read_text()
+    missing = [c.name for c in CASES if f"| {c.name} |" not in doc]
+    assert not missing, f"add these to docs/errors.md: {missing}"
