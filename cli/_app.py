@@ -104,9 +104,15 @@ def train(
     overwrite: Overwrite = False,
     resume: Annotated[bool, typer.Option(
         help="Continue the interrupted run in --out from its checkpoint (same data and options).")] = False,
+    backed: Annotated[bool, typer.Option(
+        help="Read the .h5ad in row chunks instead of loading it (data larger than memory).")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Train a model on DATA and write a run directory (Ctrl-C saves a checkpoint)."""
+    """Train a model on DATA and write a run directory (Ctrl-C saves a checkpoint).
+
+    Under ``torchrun --nproc_per_node=N -m scdiff train ...`` the N processes train
+    together (torch.distributed); only rank 0 writes the run.
+    """
     from scdiff import _run
     from scdiff.data import read_input
     from scdiff.train import is_main_process
@@ -123,7 +129,12 @@ def train(
                 if has_checkpoint and not (out / _run.CONFIG).exists()
                 else "choose another --out or pass --overwrite")
         raise InputError(f"{out} already exists and is not empty; {hint}.")
-    adata = read_input(data, conditions=list(condition or []) + list(dose or []))
+    if backed:
+        from scdiff.data._backed import read_backed
+
+        adata = read_backed(data)
+    else:
+        adata = read_input(data, conditions=list(condition or []) + list(dose or []))
     model = scdiff.ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=genes)
     if main and not resume:
         _run.prepare_dir(out, overwrite=overwrite)
@@ -136,6 +147,10 @@ def train(
         out_console.print(f"wrote run [bold]{out}[/] ({model})", highlight=False)
 
 
+#: Above this many cells, `sample` streams its output to disk chunk by chunk.
+STREAM_CHUNK = 65536
+
+
 @app.command()
 @_boundary
 def sample(
@@ -146,6 +161,10 @@ def sample(
     dose: Doses = None,
     like: Annotated[Path | None, typer.Option(
         help="Generate as many cells per condition as this file holds (reads only its obs).")] = None,
+    from_: Annotated[Path | None, typer.Option(
+        "--from", help="Translate these cells to --condition/--dose (counterfactual).")] = None,
+    strength: Annotated[float, typer.Option(
+        help="With --from: how far the cells are noised, in (0, 1]; lower keeps more identity.")] = 0.6,
     guidance: Annotated[list[str] | None, typer.Option(
         help="Guidance weight (1 = conditional), or KEY=W per attribute; repeatable.")] = None,
     steps: Annotated[int | None, typer.Option(help="Sampler steps (default 50 DDIM, 1000 DDPM).")] = None,
@@ -159,6 +178,7 @@ def sample(
 ) -> None:
     """Generate cells from a trained run."""
     from scdiff._parse import parse_assignments, parse_doses, parse_guidance
+    from scdiff.data import read_input
     from scdiff.data._io import check_output, read_obs, write_h5ad
 
     check_output(out, overwrite=overwrite, suffixes=(".h5ad", ".csv"))
@@ -167,9 +187,21 @@ def sample(
     weights = parse_guidance(guidance)
     model = scdiff.ConditionalDiffusion.load(run)
     ref = read_obs(like) if like is not None else None
-    fake = model.sample(n_cells, condition=cond, dose=doses, like=ref, guidance=weights, steps=steps,
-                        sampler=sampler, seed=seed, device=device, progress=not quiet,
-                        counts=counts)
+    n_out = len(ref) if ref is not None else (n_cells or 1000)
+    if from_ is None and out.suffix.lower() == ".h5ad" and n_out > STREAM_CHUNK:
+        # many cells: generate and write chunk by chunk, so memory stays bounded
+        model.sample_to_h5ad(out, None if ref is not None else n_cells, like=ref,
+                             chunk_size=STREAM_CHUNK, condition=cond, dose=doses, guidance=weights,
+                             steps=steps, sampler=sampler, seed=seed, device=device, counts=counts,
+                             overwrite=overwrite, progress=not quiet)
+        if not quiet:
+            out_console.print(f"wrote {n_out} cells to [bold]{out}[/] in chunks of {STREAM_CHUNK}",
+                              highlight=False)
+        return
+    source = read_input(from_) if from_ is not None else None
+    fake = model.sample(n_cells, condition=cond, dose=doses, like=ref, from_=source, strength=strength,
+                        guidance=weights, steps=steps, sampler=sampler, seed=seed, device=device,
+                        progress=not quiet, counts=counts)
     write_h5ad(fake, out, overwrite=overwrite)
     if not quiet:
         out_console.print(f"wrote {fake.n_obs} cells x {fake.n_vars} genes to [bold]{out}[/]",
@@ -297,3 +329,46 @@ def benchmark(
     for metric, row in table.iterrows():
         view.add_row(str(metric), *(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
     out_console.print(view)
+
+
+@app.command("dose-response")
+@_boundary
+def dose_response(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `scdiff train`.")],
+    condition: Conditions = None,
+    dose_key: Annotated[str | None, typer.Option(
+        "--dose", help="The dose to vary (default: the only one).")] = None,
+    doses: Annotated[str | None, typer.Option(
+        help="Comma-separated dose grid (default: 0 and 11 log-spaced).")] = None,
+    gene: Annotated[list[str] | None, typer.Option(
+        help="Gene to report; repeatable (default: top --n-genes).")] = None,
+    n_genes: Annotated[int, typer.Option(help="Without --gene: the genes that change most.")] = 10,
+    n_cells: Annotated[int, typer.Option(help="Cells generated per dose.")] = 200,
+    out: Annotated[Path, typer.Option(
+        help="Table (.csv); a plot is written beside it (.png).")] = Path("dose_response.csv"),
+    seed: Seed = 0,
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+) -> None:
+    """Generated mean expression of genes across a dose grid, as a table and a plot."""
+    from scdiff._parse import _number, parse_assignments
+    from scdiff.perturb import dose_response as run_dose_response
+    from scdiff.perturb import plot_dose_response
+
+    if out.suffix != ".csv":
+        raise InputError(f"--out {out} needs to end in .csv.")
+    plot = out.with_suffix(".png")
+    if not overwrite and (out.exists() or plot.exists()):
+        raise InputError(f"{out} or {plot} exists; pass --overwrite to replace it.")
+    grid = [_number(d.strip(), what="--doses") for d in doses.split(",")] if doses else None
+    model = scdiff.ConditionalDiffusion.load(run)
+    table = run_dose_response(model, condition=parse_assignments(condition, option="--condition"),
+                              dose_key=dose_key, doses=grid, genes=list(gene) if gene else n_genes,
+                              n_cells=n_cells, seed=seed, device=device)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out)
+    plot_dose_response(table, show=False, save=plot)
+    if not quiet:
+        out_console.print(f"wrote {out} ({len(table)} doses x {table.shape[1]} genes) and {plot}",
+                          highlight=False)

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from scdiff import (  # noqa: E402
     datasets,
     evaluate,  # noqa: E402  (a callable module: scdiff.evaluate(real, fake, ...))
+    perturb,
     pl,
 )
 from scdiff._errors import InputError, RunError, ScdiffError, TrainingInterrupted  # noqa: E402
@@ -21,5 +22,5 @@ from scdiff._model import ConditionalDiffusion  # noqa: E402
 
 __all__ = [
     "ConditionalDiffusion", "InputError", "RunError", "ScdiffError", "TrainingInterrupted",
-    "__version__", "datasets", "evaluate", "pl",
+    "__version__", "datasets", "evaluate", "perturb", "pl",
 ]

@@ -104,9 +104,15 @@ class ConditionalDiffusion:
         check_anndata(adata)
         if n_genes < 1:
             raise InputError(f"n_genes = {n_genes} needs to be at least 1.")
-        self.preprocessor = Preprocessor.fit(adata, layer=layer, n_genes=n_genes)
+        backed = adata.isbacked  # opened with backed="r": expression is read in row chunks
+        if backed:
+            from scdiff.data._backed import fit_backed
+
+            self.preprocessor, row_sums = fit_backed(adata, layer=layer, n_genes=n_genes)
+        else:
+            self.preprocessor = Preprocessor.fit(adata, layer=layer, n_genes=n_genes)
         self.encoder = ConditionEncoder.fit(adata.obs, condition, dose)
-        self.library = fit_library_sizes(expression(adata, layer), adata.obs,
+        self.library = fit_library_sizes(row_sums if backed else expression(adata, layer), adata.obs,
                                          input_scale=self.preprocessor.input_scale,
                                          keys=self.encoder.keys)
         self.schedule = NoiseSchedule(num_timesteps, schedule, prediction)  # type: ignore[arg-type]
@@ -122,11 +128,16 @@ class ConditionalDiffusion:
         self.train_config: TrainConfig | None = None
         self.log: list[dict] = []
         self.seed: int | None = None
-        z = self.preprocessor.transform(self.preprocessor.log_expression(adata))
         codes, doses = self.encoder.encode(adata.obs)
-        self._data: CellTensors | None = CellTensors(
-            torch.from_numpy(z), torch.from_numpy(codes), torch.from_numpy(doses)
-        )
+        if backed:
+            from scdiff.data._backed import BackedCells, RowReader
+
+            self._data = BackedCells(RowReader(adata, layer), self.preprocessor, codes, doses)
+        else:
+            z = self.preprocessor.transform(self.preprocessor.log_expression(adata))
+            self._data: CellTensors | None = CellTensors(
+                torch.from_numpy(z), torch.from_numpy(codes), torch.from_numpy(doses)
+            )
         self._run_path: str | None = None
 
     # -- description --------------------------------------------------------------------------
@@ -458,3 +469,57 @@ class ConditionalDiffusion:
             "train": self.train_config.to_config() if self.train_config else None,
             "final_loss": self.log[-1]["loss"] if self.log else None,
         }
+
+    # -- large output -------------------------------------------------------------------------
+    def sample_to_h5ad(
+        self,
+        path: str | os.PathLike,
+        n_cells: int | None = None,
+        *,
+        like: ad.AnnData | pd.DataFrame | None = None,
+        chunk_size: int = 65536,
+        seed: int = 0,
+        overwrite: bool = False,
+        progress: bool = False,
+        **options,
+    ) -> Path:
+        """Generate cells straight into an ``.h5ad`` file, ``chunk_size`` cells at a time.
+
+        For millions of cells: memory stays bounded by one chunk. Each chunk comes from
+        :meth:`sample` (``options`` are passed on: ``condition``, ``dose``, ``guidance``,
+        ``steps``, ``sampler``, ``device``, ...); chunk 0 uses ``seed`` and chunk ``i``
+        a seed drawn from ``(seed, i)``, so up to ``chunk_size`` cells the file holds
+        exactly what ``sample(seed=seed)`` returns. ``X`` is stored as CSR.
+
+        Examples
+        --------
+        >>> model.sample_to_h5ad("fake.h5ad", 2_000_000, guidance=2.0)  # doctest: +SKIP
+        """
+        from scdiff.data._backed import write_h5ad_chunks
+        from scdiff.data._io import check_output
+
+        path = check_output(path, overwrite=overwrite, suffixes=(".h5ad",))
+        if chunk_size < 1:
+            raise InputError(f"chunk_size = {chunk_size} needs to be at least 1.")
+        frame = None if like is None else (like.obs if isinstance(like, ad.AnnData) else like)
+        total = len(frame) if frame is not None else (1000 if n_cells is None else n_cells)
+        if frame is None and (not isinstance(total, (int, np.integer)) or not 0 < total <= MAX_CELLS):
+            raise InputError(f"n_cells = {n_cells} needs to be a whole number between 1 and "
+                             f"{MAX_CELLS:,}.")
+        starts = range(0, int(total), chunk_size)
+
+        def chunks():
+            with progress_bar("sampling", len(starts), enabled=progress) as bar:
+                for i, a in enumerate(starts):
+                    b = min(a + chunk_size, total)
+                    s = seed if i == 0 else int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+                    part = (self.sample(like=frame.iloc[a:b], seed=s, **options) if frame is not None
+                            else self.sample(b - a, seed=s, **options))
+                    part.obs.index = pd.Index([f"gen-{j}" for j in range(a, b)])
+                    if i == 0:
+                        part.uns["scdiff"]["chunk_size"] = int(chunk_size)
+                    bar.advance()
+                    yield part
+
+        atomic_write(path, lambda tmp: write_h5ad_chunks(tmp, chunks()))
+        return path

@@ -40,14 +40,13 @@ def _number(text: str, *, what: str) -> float:
 
 
 def parse_doses(items: Sequence[str] | None) -> dict[str, float]:
-    """``["dose=0.5"]`` -> ``{"dose": 0.5}``; doses must be finite and >= 0."""
-    out = {}
-    for key, value in parse_assignments(items, option="--dose").items():
-        number = _number(value, what=f"--dose {key}=")
-        if number < 0:
-            raise InputError(f"--dose {key}={value} is negative; doses must be >= 0.")
-        out[key] = number
-    return out
+    """``["dose=0.5"]`` -> ``{"dose": 0.5}``; values must be finite numbers.
+
+    Whether a negative value is allowed is the model's call (a dose trained on values
+    >= 0 refuses it; a covariate such as a cell-cycle score accepts it).
+    """
+    return {key: _number(value, what=f"--dose {key}=")
+            for key, value in parse_assignments(items, option="--dose").items()}
 
 
 def parse_guidance(items: Sequence[str] | None) -> float | dict[str, float]:

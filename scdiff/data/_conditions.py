@@ -223,8 +223,9 @@ class ConditionEncoder:
         hi = self.dose_max[key_index]
         lo = self.dose_values[key_index][0] if self.dose_values[key_index] else 0.0
         if raw.size and (raw.max() > hi or raw.min() < lo):
+            worst = raw.max() if raw.max() > hi else raw.min()
             warnings.warn(
-                f"dose {self.dose_keys[key_index]!r} asked at {raw.max():g}, outside the "
+                f"dose {self.dose_keys[key_index]!r} asked at {worst:g}, outside the "
                 f"training range [{lo:g}, {hi:g}]: the model extrapolates there.",
                 stacklevel=3,
             )

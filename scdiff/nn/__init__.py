@@ -1,5 +1,11 @@
 """The network: a conditional residual MLP (pure torch, no AnnData)."""
 
-from scdiff.nn._mlp import ConditionalMLP, DoseEncoder, ResidualBlock, sinusoidal_embedding
+from scdiff.nn._mlp import (
+    DOSE_ENCODERS,
+    ConditionalMLP,
+    DoseEncoder,
+    ResidualBlock,
+    sinusoidal_embedding,
+)
 
-__all__ = ["ConditionalMLP", "DoseEncoder", "ResidualBlock", "sinusoidal_embedding"]
+__all__ = ["DOSE_ENCODERS", "ConditionalMLP", "DoseEncoder", "ResidualBlock", "sinusoidal_embedding"]

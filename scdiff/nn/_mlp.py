@@ -28,24 +28,73 @@ def sinusoidal_embedding(x: torch.Tensor, dim: int, max_period: float = 10000.0)
     return emb
 
 
+#: The dose encoders :class:`DoseEncoder` offers (compared in docs/perturbation.md).
+DOSE_ENCODERS = ("sinusoidal", "mlp", "sigmoid")
+
+
 class DoseEncoder(nn.Module):
     """Encodes one continuous attribute (already transformed to about [0, 1]).
 
-    Sinusoidal features of the dose, then a small MLP; a learned embedding stands
-    for "no dose given" (NaN), which classifier-free guidance needs.
+    ``kind`` chooses the dose features:
+
+    - ``"sinusoidal"``: the dose and sinusoidal features of it, then a small MLP.
+    - ``"mlp"``: a small MLP of the dose alone.
+    - ``"sigmoid"``: CPA-like (Lotfollahi et al. 2023): a learned direction scaled by a
+      sigmoid response ``s(d) = sigmoid(a (d - m)) - sigmoid(-a m)`` (zero at dose 0),
+      the slope ``a`` and midpoint ``m`` learned. On transformed doses, which are
+      ``log1p`` of the dose, this is a Hill curve.
+
+    With ``n_pair > 0`` the encoding depends on a paired categorical attribute (the
+    drug): the MLPs take a learned embedding of its code as input, and the sigmoid gets
+    a slope, midpoint and direction per code. That is the drug-by-dose interaction;
+    ``n_pair`` counts the paired attribute's codes including its null token.
+
+    A learned embedding stands for "no dose given" (NaN), which classifier-free
+    guidance needs.
+
+    Examples
+    --------
+    >>> enc = DoseEncoder(16, kind="sigmoid", n_pair=3)
+    >>> enc(torch.tensor([0.0, 0.5, float("nan")]), torch.tensor([0, 1, 2])).shape
+    torch.Size([3, 16])
     """
 
-    def __init__(self, width: int, n_freq: int = 32) -> None:
+    def __init__(self, width: int, n_freq: int = 32, *, kind: str = "sinusoidal",
+                 n_pair: int = 0, pair_dim: int = 16) -> None:
         super().__init__()
-        self.n_freq = n_freq
-        self.mlp = nn.Sequential(nn.Linear(n_freq + 1, width), nn.SiLU(), nn.Linear(width, width))
+        if kind not in DOSE_ENCODERS:
+            raise ValueError(f"dose encoder {kind!r} needs to be one of {', '.join(DOSE_ENCODERS)}.")
+        self.kind, self.n_freq, self.n_pair = kind, n_freq, n_pair
+        if kind == "sigmoid":
+            k = max(n_pair, 1)
+            self.slope = nn.Parameter(torch.full((k,), 6.0))
+            self.mid = nn.Parameter(torch.full((k,), 0.5))
+            self.direction = nn.Embedding(k, width)
+        else:
+            in_dim = (n_freq + 1 if kind == "sinusoidal" else 1) + (pair_dim if n_pair else 0)
+            if n_pair:
+                self.pair = nn.Embedding(n_pair, pair_dim)
+            self.mlp = nn.Sequential(nn.Linear(in_dim, width), nn.SiLU(), nn.Linear(width, width))
         self.null = nn.Parameter(torch.zeros(width))
 
-    def forward(self, dose: torch.Tensor) -> torch.Tensor:
+    def forward(self, dose: torch.Tensor, pair: torch.Tensor | None = None) -> torch.Tensor:
         missing = torch.isnan(dose)
         d = torch.where(missing, torch.zeros_like(dose), dose)
-        feats = torch.cat([d[:, None], sinusoidal_embedding(d * 1000.0, self.n_freq)], dim=-1)
-        return torch.where(missing[:, None], self.null.to(feats.dtype), self.mlp(feats))
+        if self.n_pair and pair is None:
+            raise ValueError("this dose encoder is paired with a categorical attribute; pass its codes.")
+        if self.kind == "sigmoid":
+            idx = pair if self.n_pair else torch.zeros_like(d, dtype=torch.long)
+            a, m = self.slope[idx], self.mid[idx]
+            s = torch.sigmoid(a * (d - m)) - torch.sigmoid(-a * m)
+            out = s[:, None] * self.direction(idx)
+        else:
+            feats = [d[:, None]]
+            if self.kind == "sinusoidal":
+                feats.append(sinusoidal_embedding(d * 1000.0, self.n_freq))
+            if self.n_pair:
+                feats.append(self.pair(pair))
+            out = self.mlp(torch.cat(feats, dim=-1))
+        return torch.where(missing[:, None], self.null.to(out.dtype), out)
 
 
 class ResidualBlock(nn.Module):
@@ -84,6 +133,11 @@ class ConditionalMLP(nn.Module):
         Hidden width and number of residual blocks.
     dropout
         Dropout inside each block.
+    dose_encoder
+        How doses are encoded: one of :data:`DOSE_ENCODERS` (see :class:`DoseEncoder`).
+    dose_pairs
+        For each dose, the index of the categorical attribute it interacts with (the
+        drug whose dose it is), or -1 for none.
 
     Examples
     --------
@@ -102,6 +156,8 @@ class ConditionalMLP(nn.Module):
         depth: int = 4,
         dropout: float = 0.0,
         time_dim: int = 128,
+        dose_encoder: str = "sinusoidal",
+        dose_pairs: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.n_genes = n_genes
@@ -113,7 +169,15 @@ class ConditionalMLP(nn.Module):
         )
         # one table per attribute; code n_categories[i] is that attribute's null token
         self.embeddings = nn.ModuleList(nn.Embedding(k + 1, width) for k in self.n_categories)
-        self.dose_encoders = nn.ModuleList(DoseEncoder(width) for _ in range(n_doses))
+        pairs = list(dose_pairs) or [-1] * n_doses
+        if len(pairs) != n_doses or any(not -1 <= p < len(self.n_categories) for p in pairs):
+            raise ValueError(f"dose_pairs = {pairs} needs one entry per dose, each -1 or a "
+                             f"categorical attribute's index (< {len(self.n_categories)}).")
+        self.dose_pairs = pairs
+        self.dose_encoders = nn.ModuleList(
+            DoseEncoder(width, kind=dose_encoder, n_pair=self.n_categories[p] + 1 if p >= 0 else 0)
+            for p in pairs
+        )
         self.cond_act = nn.SiLU()
         self.input = nn.Linear(n_genes, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, dropout) for _ in range(depth))
@@ -136,8 +200,8 @@ class ConditionalMLP(nn.Module):
         cond = self.time_mlp(sinusoidal_embedding(t, self.time_dim))
         for i, table in enumerate(self.embeddings):
             cond = cond + table(cats[:, i])
-        for i, enc in enumerate(self.dose_encoders):
-            cond = cond + enc(doses[:, i])
+        for i, (enc, p) in enumerate(zip(self.dose_encoders, self.dose_pairs, strict=True)):
+            cond = cond + enc(doses[:, i], cats[:, p] if p >= 0 else None)
         return self.cond_act(cond)
 
     def forward(

@@ -1,0 +1,48 @@
+"""Inputs of counterfactual translation: given cells, partially noised, new conditions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from scdiff._errors import InputError
+
+if TYPE_CHECKING:
+    from scdiff._model import ConditionalDiffusion
+
+
+def translation_inputs(
+    model: ConditionalDiffusion,
+    source: ad.AnnData,
+    condition: Mapping[str, str] | None,
+    dose: Mapping[str, float] | None,
+    strength: float,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """(conditions, standardised expression, start timestep) for translating ``source``.
+
+    Each cell keeps its own value of every attribute not named in ``condition``/``dose``
+    (its cell type, say); attributes absent from ``source.obs`` and not named are drawn
+    in training proportions.
+    """
+    if not isinstance(source, ad.AnnData):
+        raise InputError(f"the cells to translate need to be an AnnData, got {type(source).__name__}.")
+    if source.n_obs == 0:
+        raise InputError("the cells to translate hold no cells; nothing to translate.")
+    if not (isinstance(strength, (int, float)) and 0.0 < float(strength) <= 1.0):
+        raise InputError(f"strength = {strength} needs to be in (0, 1]: the fraction of the "
+                         "diffusion the cells are noised to (e.g. 0.6).")
+    condition, dose = dict(condition or {}), dict(dose or {})
+    enc = model.encoder
+    frame = enc.request_obs(source.n_obs, condition, dose, rng)
+    for key in enc.attributes:
+        if key not in condition and key not in dose and key in source.obs.columns:
+            col = source.obs[key]
+            frame[key] = (col.astype(str) if key in enc.keys else col.astype(float)).to_numpy()
+    z = model.preprocessor.transform(model.preprocessor.log_expression(source))
+    t_start = int(round(float(strength) * (model.schedule.num_timesteps - 1)))
+    return frame, z, t_start
