@@ -99,3 +99,11 @@ def test_public_plot_conventions():
         assert {"ax", "show", "save"} <= set(params), name
         assert all(p.kind == p.KEYWORD_ONLY for p in params.values() if p.default is not p.empty)
         assert "Examples" in f.__doc__, name
+
+
+def test_loss_accepts_a_model_and_its_log_rows(tiny_run):
+    import scdiff
+
+    model = scdiff.ConditionalDiffusion.load(tiny_run[0])
+    assert scdiff.pl.loss(model, show=False) is not None
+    assert scdiff.pl.loss(model.log, show=False) is not None

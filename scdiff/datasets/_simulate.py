@@ -75,20 +75,21 @@ def simulate(
 
     Returns
     -------
-    AnnData with
+    AnnData
+        The simulated cells:
 
-    - ``X``: log1p of counts per 10k, float32 CSR.
-    - ``layers["counts"]``: raw counts, integer-valued float32 CSR.
-    - ``obs``: ``cell_type``, ``drug`` (categorical), ``dose`` (float, 0 for
-      control), ``n_counts``, ``split`` (``"train"``/``"test"``) and
-      ``holdout`` (``"iid"``, ``"dose"``, ``"combination"``, or ``""`` in train).
-    - ``var``: ``marker_of`` (cell type or ``""``), ``response_drug`` (drug or
-      ``""``), ``response_sign`` (+1, -1, 0), ``response_cell_type`` (the only
-      cell type a response gene reacts in, or ``""`` for all).
-    - ``uns["simulation"]``: the design and ground truth (``ec50``, ``hill``,
-      ``emax``, ``cell_type_scale``, ``base_log_mean``, ``max_lfc``,
-      ``dispersion``, ...); pass the AnnData to :func:`true_mean` for the
-      expected profile of any condition, including unseen doses.
+        - ``X``: log1p of counts per 10k, float32 CSR.
+        - ``layers["counts"]``: raw counts, integer-valued float32 CSR.
+        - ``obs``: ``cell_type``, ``drug`` (categorical), ``dose`` (float, 0 for
+            control), ``n_counts``, ``split`` (``"train"``/``"test"``) and
+            ``holdout`` (``"iid"``, ``"dose"``, ``"combination"``, or ``""`` in train).
+        - ``var``: ``marker_of`` (cell type or ``""``), ``response_drug`` (drug or
+            ``""``), ``response_sign`` (+1, -1, 0), ``response_cell_type`` (the only
+            cell type a response gene reacts in, or ``""`` for all).
+        - ``uns["simulation"]``: the design and ground truth (``ec50``, ``hill``,
+            ``emax``, ``cell_type_scale``, ``base_log_mean``, ``max_lfc``,
+            ``dispersion``, ...); pass the AnnData to :func:`true_mean` for the
+            expected profile of any condition, including unseen doses.
 
     Examples
     --------

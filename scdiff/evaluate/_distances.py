@@ -120,6 +120,18 @@ def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def wasserstein_pcs(x: np.ndarray, y: np.ndarray) -> float:
-    """Mean over dimensions (PCs) of the 1-D Wasserstein-1 distance between ``x`` and ``y``."""
+    """Mean over dimensions (PCs) of the 1-D Wasserstein-1 distance between ``x`` and ``y``.
+
+    Parameters
+    ----------
+    x, y
+        Two samples in the same coordinates (cells x PCs); the numbers of cells may differ.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> wasserstein_pcs(np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[1.0, 0.0], [2.0, 1.0]]))
+    0.5
+    """
     x, y = np.asarray(x), np.asarray(y)
     return float(np.mean([wasserstein_distance(x[:, j], y[:, j]) for j in range(x.shape[1])]))

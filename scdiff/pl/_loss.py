@@ -12,7 +12,7 @@ from scdiff.pl._utils import finish, given_axes, resolve_show, subplots
 
 
 def loss(
-    log: str | Path | pd.DataFrame,
+    log: str | Path | pd.DataFrame | list | object,
     *,
     smooth: int | None = None,
     logy: bool = True,
@@ -25,7 +25,8 @@ def loss(
     Parameters
     ----------
     log
-        A training log: a CSV path (a run directory's log) or a DataFrame with
+        A training log: a trained model (its ``.log``), a list of log rows, a CSV
+        path (a run directory or its log) or a DataFrame with
         columns ``step`` and ``loss``, and optionally ``lr``.
     smooth
         Window of the running mean drawn over the raw loss; default about
@@ -47,6 +48,10 @@ def loss(
     >>> log = pd.DataFrame({"step": range(100), "loss": [1 / (i + 1) for i in range(100)]})
     >>> ax = scdiff.pl.loss(log, show=False)
     """
+    if hasattr(log, "log") and not isinstance(log, (str, Path, pd.DataFrame)):
+        log = log.log  # a ConditionalDiffusion
+    if isinstance(log, list):
+        log = pd.DataFrame(log)
     if not isinstance(log, pd.DataFrame):
         path = Path(log)
         if path.is_dir():
