@@ -97,7 +97,8 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Passes over the data (default: from its size).")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps (instead of --epochs).")] = None,
     batch_size: Annotated[int, typer.Option(help="Cells per step.")] = 256,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    lr: Annotated[float | None, typer.Option(
+        help="Peak learning rate (default 1e-3 at batch 256, x sqrt(batch / 256)).")] = None,
     device: Device = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     seed: Seed = 0,
@@ -148,7 +149,7 @@ def train(
 
 
 #: Above this many cells, `sample` streams its output to disk chunk by chunk.
-STREAM_CHUNK = 65536
+STREAM_CHUNK = 32768
 
 
 @app.command()

@@ -35,6 +35,7 @@ from scdiff.train import (
     resolve_precision,
 )
 from scdiff.train._distributed import distributed, is_main_process
+from scdiff.train._trainer import scaled_lr
 
 MAX_CELLS = 50_000_000
 
@@ -167,7 +168,7 @@ class ConditionalDiffusion:
         epochs: int | None = None,
         steps: int | None = None,
         batch_size: int = 256,
-        lr: float = 1e-3,
+        lr: float | None = None,
         device: str = "auto",
         precision: str = "auto",
         seed: int = 0,
@@ -180,8 +181,11 @@ class ConditionalDiffusion:
         """Fit the network to the training data given at construction.
 
         Give ``epochs`` (passes over the data) or ``steps`` (optimizer updates); by
-        default the length follows the data's size (:func:`auto_steps`). With
-        ``checkpoint_dir``, a checkpoint is written there every ``checkpoint_every``
+        default the length follows the data's size (:func:`auto_steps`). ``lr`` defaults
+        to 1e-3 at batch 256, scaled by the square root of the batch size
+        (:func:`scdiff.train.scaled_lr`). Under ``torchrun`` the processes train together,
+        each on its shard of the data, ``batch_size`` cells per step across all of them.
+        With ``checkpoint_dir``, a checkpoint is written there every ``checkpoint_every``
         steps and when Ctrl-C or SIGTERM arrives (then :class:`TrainingInterrupted`
         is raised); ``resume=True`` continues from that checkpoint with its settings,
         and on the CPU ends with the same weights, bit for bit, as an uninterrupted run.
@@ -242,6 +246,8 @@ class ConditionalDiffusion:
 
     def _train_config(self, epochs, steps, batch_size, lr, precision, seed, p_uncond,
                       checkpoint_every) -> TrainConfig:
+        if lr is None:  # larger batches, larger steps: square-root scaling (Adam)
+            lr = scaled_lr(batch_size) if batch_size >= 1 else 1e-3
         if batch_size < 1 or lr <= 0:
             raise InputError("batch_size needs to be >= 1 and lr > 0.")
         n = len(self._data)
@@ -477,7 +483,7 @@ class ConditionalDiffusion:
         n_cells: int | None = None,
         *,
         like: ad.AnnData | pd.DataFrame | None = None,
-        chunk_size: int = 65536,
+        chunk_size: int = 32768,
         seed: int = 0,
         overwrite: bool = False,
         progress: bool = False,

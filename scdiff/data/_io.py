@@ -59,7 +59,9 @@ def _read_table(path: Path, conditions: Sequence[str]) -> ad.AnnData:
         if path.suffix.lower() in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+            # condition columns stay text: "00" and "0" are different labels
+            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",",
+                                dtype={c: str for c in conditions})
     except ImportError as err:
         raise InputError(f"reading {path} needs pyarrow: pip install pyarrow.") from err
     except Exception as err:

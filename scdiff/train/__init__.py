@@ -12,10 +12,11 @@ from scdiff.train._trainer import (
     lr_at,
     resolve_device,
     resolve_precision,
+    scaled_lr,
 )
 
 __all__ = [
     "EMA", "CellTensors", "TrainConfig", "TrainResult", "Trainer", "copy_with_state",
     "distributed", "drop_conditions", "is_main_process", "lr_at", "rank", "resolve_device",
-    "resolve_precision", "world_size",
+    "resolve_precision", "scaled_lr", "world_size",
 ]

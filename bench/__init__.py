@@ -1,0 +1,1 @@
+"""Throughput and memory benchmarks of scdiff (``python -m bench``); see docs/performance.md."""

@@ -1,0 +1,143 @@
+"""Data larger than memory: training from a backed .h5ad, and sampling streamed to disk."""
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+import scdiff
+from scdiff import InputError
+from scdiff.data._backed import BackedCells, RowReader, fit_backed, write_h5ad_chunks
+from tests.conftest import make_counts
+
+KW = dict(condition="cell_type", dose="dose", n_genes=40, width=32, depth=1)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("backed")
+    a = make_counts(n_per_type=200, n_genes=60, seed=3)
+    a.write_h5ad(tmp / "csr.h5ad")
+    dense = a.copy()
+    dense.X = dense.X.toarray()
+    dense.write_h5ad(tmp / "dense.h5ad")
+    return tmp, a
+
+
+@pytest.mark.parametrize("name", ["csr.h5ad", "dense.h5ad"])
+def test_chunked_fit_equals_the_in_memory_fit(files, name):
+    tmp, a = files
+    ref = scdiff.ConditionalDiffusion(a, **KW)
+    backed = ad.read_h5ad(tmp / name, backed="r")
+    pre, _ = fit_backed(backed, n_genes=40, chunk_rows=77)  # chunks that do not divide n
+    assert pre.genes == ref.preprocessor.genes and pre.hvg and pre.input_scale == "counts"
+    np.testing.assert_allclose(pre.mean, ref.preprocessor.mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pre.std, ref.preprocessor.std, rtol=1e-4)
+    np.testing.assert_allclose(pre.min_nonzero, ref.preprocessor.min_nonzero, rtol=1e-6)
+    model = scdiff.ConditionalDiffusion(backed, **KW)
+    assert model.library == ref.library
+    assert isinstance(model._data, BackedCells) and len(model._data) == a.n_obs
+
+
+def _cells(tmp, a, **kw):
+    model = scdiff.ConditionalDiffusion(ad.read_h5ad(tmp / "csr.h5ad", backed="r"), **KW)
+    return BackedCells(model._data.reader, model.preprocessor, model._data.codes,
+                       model._data.doses, block_rows=64, buffer_blocks=3, **kw), model
+
+
+def test_streamed_batches_are_the_training_data_shuffled(files):
+    tmp, a = files
+    data, model = _cells(tmp, a)
+    ref = scdiff.ConditionalDiffusion(a, **KW)._data
+    per_epoch = sum(n // 32 for _, n in data._plan(0, 0))
+    batches = [next(it) for it in [data.batches(32, seed=0)] for _ in range(per_epoch)]
+    x = torch.cat([b[0] for b in batches])
+    # each streamed row is one training row, standardised the same way, with its conditions
+    dist = torch.cdist(x, ref.x, compute_mode="donot_use_mm_for_euclid_dist")
+    match = dist.argmin(1)
+    assert dist.min(1).values.max() < 1e-2  # the two fits differ by float rounding only
+    assert len(set(match.tolist())) == len(x)  # no row twice within an epoch
+    assert torch.equal(torch.cat([b[1] for b in batches]), ref.cats[match])
+    assert not torch.equal(match, torch.sort(match).values)  # shuffled
+    # the next epoch visits the blocks in another order
+    it = data.batches(32, seed=0, start_step=per_epoch)
+    assert not torch.equal(next(it)[0], batches[0][0])
+
+
+def test_resume_position_and_shards(files):
+    tmp, a = files
+    data, _ = _cells(tmp, a)
+    it = data.batches(32, seed=4)
+    seq = [next(it)[0] for _ in range(30)]
+    later = data.batches(32, seed=4, start_step=21)  # mid-buffer, mid-epoch and past an epoch
+    for k in range(21, 30):
+        assert torch.equal(next(later)[0], seq[k])
+    s0, s1 = data.shard(0, 2), data.shard(1, 2)
+    assert len(s0) + len(s1) == a.n_obs
+    assert not set(s0.blocks) & set(s1.blocks)
+
+
+def test_backed_training_and_streamed_sampling(files, tmp_path):
+    tmp, a = files
+    model = scdiff.ConditionalDiffusion(ad.read_h5ad(tmp / "csr.h5ad", backed="r"), **KW)
+    model.train(steps=40, batch_size=32, progress=False)
+    assert model.log[-1]["loss"] < model.log[0]["loss"]
+    out = model.sample_to_h5ad(tmp_path / "fake.h5ad", 250, chunk_size=100, guidance=2.0,
+                               steps=5, condition={"cell_type": "t1"})
+    fake = ad.read_h5ad(out)
+    assert fake.shape == (250, 40) and sp.issparse(fake.X)
+    assert list(fake.var_names) == model.genes and fake.obs_names.is_unique
+    assert (fake.obs["cell_type"] == "t1").all()
+    assert list(fake.obs["cell_type"].cat.categories) == ["t0", "t1", "t2"]
+    # up to one chunk, the file holds exactly what sample() returns with the same seed
+    same = model.sample(100, guidance=2.0, steps=5, condition={"cell_type": "t1"})
+    np.testing.assert_array_equal(fake.X[:100].toarray(), same.X)
+    assert fake.uns["scdiff"]["chunk_size"] == 100
+    joined = ad.concat([a[:, model.genes], fake])
+    assert joined.n_obs == a.n_obs + 250
+
+
+def test_like_streams_the_reference_obs(files, tiny_run, tmp_path):
+    path, a = tiny_run
+    model = scdiff.ConditionalDiffusion.load(path)
+    out = model.sample_to_h5ad(tmp_path / "like.h5ad", like=a.obs, chunk_size=50, steps=3)
+    fake = ad.read_h5ad(out)
+    assert fake.n_obs == a.n_obs
+    assert (fake.obs["cell_type"].astype(str).to_numpy() == a.obs["cell_type"].astype(str).to_numpy()).all()
+
+
+def test_errors_are_one_line(files, tmp_path):
+    tmp, a = files
+    csc = a.copy()
+    csc.X = sp.csc_matrix(csc.X)
+    csc.write_h5ad(tmp_path / "csc.h5ad")
+    with pytest.raises(InputError, match="CSR"):
+        RowReader(ad.read_h5ad(tmp_path / "csc.h5ad", backed="r"))
+    with pytest.raises(InputError, match="no cells"):
+        write_h5ad_chunks(tmp_path / "none.h5ad", iter([]))
+    with pytest.raises(InputError, match="layer 'absent'"):
+        RowReader(ad.read_h5ad(tmp / "csr.h5ad", backed="r"), layer="absent")
+
+
+def test_cli_trains_backed_and_streams_large_samples(files, tmp_path, monkeypatch):
+    from scdiff.cli import _app, app
+    from typer.testing import CliRunner
+
+    tmp, _ = files
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", str(tmp / "csr.h5ad"), "-c", "cell_type", "--backed",
+                                   "--steps", "20", "--batch-size", "32", "--genes", "40",
+                                   "--out", str(run), "--quiet"])
+    assert res.exit_code == 0, res.output
+    monkeypatch.setattr(_app, "STREAM_CHUNK", 16)  # 40 cells > one chunk: streamed
+    res = CliRunner().invoke(app, ["sample", str(run), "--n-cells", "40", "--steps", "3",
+                                   "--out", str(tmp_path / "g.h5ad")])
+    assert res.exit_code == 0, res.output
+    assert "in chunks of 16" in " ".join(res.output.split())
+    fake = ad.read_h5ad(tmp_path / "g.h5ad")
+    assert fake.n_obs == 40 and fake.uns["scdiff"]["chunk_size"] == 16
+    bad = tmp_path / "t.csv"
+    bad.write_text("a,b\n1,2\n")
+    res = CliRunner().invoke(app, ["train", str(bad), "--backed", "--out", str(tmp_path / "r3")])
+    assert res.exit_code == 1 and "--backed reads .h5ad" in res.output

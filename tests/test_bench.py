@@ -1,0 +1,65 @@
+"""The throughput benchmark measures what it says (no timing is asserted: machines are noisy)."""
+
+import inspect
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import scdiff
+from bench import _throughput as tp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_uses_the_default_network():
+    sig = inspect.signature(scdiff.ConditionalDiffusion.__init__).parameters
+    for key, value in tp.DEFAULT_NET.items():
+        assert sig[key].default == value, key
+
+
+def test_one_row_end_to_end():
+    row = tp.measure(device=torch.device("cpu"), precision="fp32", n_cells=512, n_genes=50,
+                     n_types=3, density=0.1, batch=64, steps=21, sample_cells=32, sample_steps=4,
+                     net_kw={**tp.DEFAULT_NET, "width": 32, "depth": 1}, repeats=1)
+    assert row.trainer_cells_s > 0 and row.bare_cells_s > 0 and row.sample_cells_s > 0
+    assert row.peak_tflops > 0 and row.peak_mem_gib > 0 and row.cfg_cost > 0
+    # a training step costs ~6 FLOPs per parameter and cell (2 forward, 4 backward; the
+    # input layer needs no input gradient)
+    net = tp.ConditionalMLP(50, n_categories=[3], width=32, depth=1)
+    n_params = sum(p.numel() for p in net.parameters())
+    assert 4 * n_params < row.train_gflop_per_cell * 1e9 < 7 * n_params
+    text = tp.table([row], title="tiny")
+    assert text.count("\n|") == 3 and "| fp32 |" in text
+
+
+def test_synthetic_data_is_standardised_and_sparse_like():
+    data = tp.synthetic(2000, 30, n_types=4, density=0.1)
+    assert data.x.shape == (2000, 30) and data.cats.max() == 3
+    assert abs(float(data.x.mean())) < 1e-4 and abs(float(data.x.std()) - 1) < 1e-2
+    # 90% of entries share the zero value of their gene
+    assert float((data.x == data.x.min(0).values).float().mean()) > 0.85
+
+
+@pytest.mark.parametrize("blocked", [("anndata", "safetensors", "sklearn")])
+def test_imports_without_the_anndata_stack(tmp_path, blocked):
+    """A bare GPU image has torch but not anndata: the benchmark still loads."""
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {blocked!r}:
+                    raise ImportError(name)
+        sys.meta_path.insert(0, Block())
+        sys.path.insert(0, {str(ROOT)!r})
+        from bench import _throughput as tp
+        net = tp.ConditionalMLP(20, n_categories=[2], **tp.DEFAULT_NET)
+        assert "anndata" not in sys.modules
+        print("ok", sum(p.numel() for p in net.parameters()))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-2000:]
