@@ -107,6 +107,11 @@ def train(
         help="Continue the interrupted run in --out from its checkpoint (same data and options).")] = False,
     backed: Annotated[bool, typer.Option(
         help="Read the .h5ad in row chunks instead of loading it (data larger than memory).")] = False,
+    monitor: Annotated[float | None, typer.Option(
+        help="Hold out this fraction of cells and log the MMD of a small generated sample to them.")] = None,
+    monitor_every: Annotated[int, typer.Option(help="Steps between two monitor evaluations.")] = 250,
+    patience: Annotated[int | None, typer.Option(
+        help="With --monitor: stop after this many evaluations without improvement.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model on DATA and write a run directory (Ctrl-C saves a checkpoint).
@@ -140,7 +145,8 @@ def train(
     if main and not resume:
         _run.prepare_dir(out, overwrite=overwrite)
     model.train(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, device=device,
-                precision=precision, seed=seed, progress=not quiet, checkpoint_dir=out, resume=resume)
+                precision=precision, seed=seed, progress=not quiet, checkpoint_dir=out, resume=resume,
+                monitor=monitor, monitor_every=monitor_every, patience=patience)
     if not main:
         return
     model.save(out, overwrite=True)

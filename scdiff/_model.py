@@ -177,6 +177,9 @@ class ConditionalDiffusion:
         checkpoint_dir: str | os.PathLike | None = None,
         checkpoint_every: int = 500,
         resume: bool = False,
+        monitor: float | ad.AnnData | None = None,
+        monitor_every: int = 250,
+        patience: int | None = None,
     ) -> ConditionalDiffusion:
         """Fit the network to the training data given at construction.
 
@@ -189,6 +192,12 @@ class ConditionalDiffusion:
         steps and when Ctrl-C or SIGTERM arrives (then :class:`TrainingInterrupted`
         is raised); ``resume=True`` continues from that checkpoint with its settings,
         and on the CPU ends with the same weights, bit for bit, as an uninterrupted run.
+
+        ``monitor`` (a fraction of the training cells to hold out, or an AnnData of
+        held-out cells) adds ``mmd`` and ``mmd_floor`` to the log every ``monitor_every``
+        steps: the MMD of a small generated sample to held-out cells, and that of two
+        halves of the held-out cells. With ``patience``, training ends early once ``mmd``
+        has not improved for that many evaluations.
         """
         if self._data is None:
             raise RunError("this model was loaded from a run and holds no training data; "
@@ -211,6 +220,7 @@ class ConditionalDiffusion:
         dev = resolve_device(device)
         torch.manual_seed(cfg.seed)
         self.network = ConditionalMLP(**self.network_config)
+        data, watcher = self._monitor_split(monitor, patience, cfg.seed)
         start = time.perf_counter()
         first = resume_from[0] if resume_from else 0
         # under torchrun: one process group for the fit; rank 0 alone shows progress and saves
@@ -223,15 +233,19 @@ class ConditionalDiffusion:
 
             def on_log(step: int, row: dict) -> None:
                 rate = (step - first) / max(time.perf_counter() - start, 1e-9)
-                bar.update(step, loss=f"{row['loss']:.4f}", rate=f"{rate:.1f} steps/s")
+                shown = f"{row['loss']:.4f}" + (f" mmd {row['mmd']:.3f}/{row['mmd_floor']:.3f}"
+                                                 if "mmd" in row else "")
+                bar.update(step, loss=shown, rate=f"{rate:.1f} steps/s")
 
             def on_checkpoint(step: int, tensors: dict[str, torch.Tensor]) -> None:
                 meta = {"step": step, "train": cfg.to_config(), "fingerprint": self._fingerprint()}
                 _run.write_checkpoint(checkpoint_dir, tensors, meta)
 
-            result = trainer.fit(self.network, self._data, on_log=on_log,
+            result = trainer.fit(self.network, data, on_log=on_log,
                                  on_checkpoint=on_checkpoint if checkpoint_dir else None,
-                                 should_stop=stop, resume=resume_from)
+                                 should_stop=stop, resume=resume_from, on_eval=watcher,
+                                 eval_every=max(cfg.log_every,
+                                                monitor_every // cfg.log_every * cfg.log_every))
         if result.stopped:
             where = (f"checkpoint saved in {checkpoint_dir}; continue with --resume" if checkpoint_dir
                      else "no checkpoint directory was given, so nothing was saved")
@@ -243,6 +257,31 @@ class ConditionalDiffusion:
         self.log = result.log
         self.seed = int(cfg.seed)
         return self
+
+    def _monitor_split(self, monitor, patience: int | None, seed: int):
+        """The cells to train on and the :class:`SampleMonitor` (None without ``monitor``)."""
+        from scdiff._monitor import SampleMonitor
+
+        data = self._data
+        if monitor is None:
+            return data, None
+        if isinstance(monitor, ad.AnnData):
+            x = self.preprocessor.transform(self.preprocessor.log_expression(monitor))
+            codes, doses = self.encoder.encode(monitor.obs, where="the monitor cells")
+        else:
+            if not 0 < float(monitor) < 0.5:
+                raise InputError(f"monitor = {monitor} needs to be a fraction between 0 and 0.5 "
+                                 "(of the training cells to hold out) or an AnnData.")
+            n = len(data)
+            held = np.random.default_rng(seed).permutation(n)[: max(20, int(n * float(monitor)))]
+            keep = np.setdiff1d(np.arange(n), held)
+            x, codes, doses = (t[held].numpy() for t in (data.x, data.cats, data.doses))
+            data = CellTensors(data.x[keep], data.cats[keep], data.doses[keep])
+        if len(x) < 20:
+            raise InputError("monitoring needs at least 20 held-out cells; give a larger fraction.")
+        watcher = SampleMonitor(self.network_config, self.schedule, x, codes, doses,
+                                self.encoder.attributes, patience=patience, seed=seed)
+        return data, watcher
 
     def _train_config(self, epochs, steps, batch_size, lr, precision, seed, p_uncond,
                       checkpoint_every) -> TrainConfig:
@@ -418,7 +457,8 @@ class ConditionalDiffusion:
                        {"model": self.network.state_dict(), "ema": self.ema_state})
         if self.log:
             buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=list(self.log[0]))
+            columns = list(dict.fromkeys(k for row in self.log for k in row))  # monitor rows add mmd
+            writer = csv.DictWriter(buf, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.log)
             atomic_write(path / _run.LOG, lambda tmp: tmp.write_text(buf.getvalue()))

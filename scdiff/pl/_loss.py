@@ -81,7 +81,15 @@ def loss(
     if logy and (log["loss"] > 0).all():
         a.set_yscale("log")
     a.set(xlabel="step", ylabel="loss")
-    if "lr" in log.columns and np.isfinite(log["lr"]).any():
+    if "mmd" in log.columns and log["mmd"].notna().any():
+        # monitoring: the generated sample's MMD to held-out cells, and its floor
+        twin = a.twinx()
+        watched = log.dropna(subset=["mmd"])
+        twin.plot(watched["step"], watched["mmd"], "o-", color="#55a868", ms=3, lw=1.2)
+        twin.axhline(float(watched["mmd_floor"].iloc[-1]), color="#55a868", ls="--", lw=0.8)
+        twin.set_ylabel("MMD to held-out (dashed: floor)", color="#55a868")
+        twin.tick_params(axis="y", colors="#55a868", labelsize=7)
+    elif "lr" in log.columns and np.isfinite(log["lr"]).any():
         twin = a.twinx()
         twin.plot(log["step"], log["lr"], color="#dd8452", lw=1.0)
         twin.set_ylabel("learning rate", color="#dd8452")

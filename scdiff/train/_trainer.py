@@ -187,6 +187,7 @@ class TrainResult:
     log: list[dict]
     step: int = 0  # steps done (less than config.steps when stopped early)
     stopped: bool = False
+    early_stopped: bool = False  # the monitor asked to stop: training is complete, not interrupted
 
 
 def checkpoint_tensors(net: nn.Module, ema: EMA, opt: torch.optim.Optimizer,
@@ -249,6 +250,8 @@ class Trainer:
         on_checkpoint: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         resume: tuple[int, dict[str, torch.Tensor], list[dict]] | None = None,
+        on_eval: Callable[[int, Callable[[], dict[str, torch.Tensor]]], tuple[dict, bool]] | None = None,
+        eval_every: int = 0,
     ) -> TrainResult:
         cfg, device = self.cfg, self.device
         distributed = dist.is_available() and dist.is_initialized()
@@ -292,7 +295,7 @@ class Trainer:
         T = self.schedule.num_timesteps
         net.train()
         step = start
-        stopped = False
+        stopped = early_stop = False
         while step < cfg.steps:
             lr = lr_at(step, cfg)
             for group in opt.param_groups:
@@ -327,11 +330,18 @@ class Trainer:
                 running.zero_()
                 running_gn.zero_()
                 n_since = 0
+                if on_eval is not None and rank == 0 and eval_every and step % eval_every == 0:
+                    # monitoring (e.g. MMD of a small sample to held-out cells) with EMA weights
+                    metrics, early = on_eval(step, lambda: ema.state_dict(net))
+                    row.update(metrics)
+                    early_stop = early_stop or early
                 if rank == 0:
                     log.append(row)
                     if on_log is not None:
                         on_log(step, row)
             stop = should_stop is not None and should_stop()
+            if early_stop and not last:
+                break
             if distributed and should_stop is not None:  # all ranks stop at the same step
                 flag = torch.tensor(float(stop), device=device)
                 dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -345,7 +355,7 @@ class Trainer:
                 break
         net.eval()
         return TrainResult(model=net, ema_state=ema.state_dict(net), log=log, step=step,
-                           stopped=stopped)
+                           stopped=stopped, early_stopped=early_stop)
 
 
 def _log_tensor(log: list[dict]) -> torch.Tensor:
