@@ -16,6 +16,7 @@ from rich.table import Table
 
 import scdiff
 from scdiff._errors import InputError, ScdiffError, TrainingInterrupted
+from scdiff.data._io import check_out_dir
 
 app = typer.Typer(
     name="scdiff", no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
@@ -130,11 +131,11 @@ def train(
     has_checkpoint = (out / _run.CHECKPOINT).exists()
     if resume and not has_checkpoint:
         raise InputError(f"{out} holds no checkpoint to resume from; train without --resume.")
-    if main and not resume and out.exists() and any(out.iterdir()) and not overwrite:
-        hint = ("it holds an interrupted run: pass --resume to continue it or --overwrite to start over"
-                if has_checkpoint and not (out / _run.CONFIG).exists()
-                else "choose another --out or pass --overwrite")
-        raise InputError(f"{out} already exists and is not empty; {hint}.")
+    if main and not resume:
+        interrupted = has_checkpoint and not (out / _run.CONFIG).exists()
+        check_out_dir(out, overwrite=overwrite, hint=(
+            "it holds an interrupted run: pass --resume to continue it or --overwrite to start over"
+            if interrupted else "choose another --out or pass --overwrite"))
     if backed:
         from scdiff.data._backed import read_backed
 
@@ -272,8 +273,8 @@ def evaluate(
     from scdiff._compare import as_log_space
     from scdiff.data import read_input
 
-    if out is not None and out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} already exists and is not empty; choose another --out or pass --overwrite.")
+    if out is not None:
+        check_out_dir(out, overwrite=overwrite)
     real_a = as_log_space(read_input(real), source=str(real))
     fake_a = as_log_space(read_input(generated), source=str(generated))
     train_a = as_log_space(read_input(train), source=str(train)) if train else None

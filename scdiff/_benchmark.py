@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import anndata as ad
 import pandas as pd
 
 from scdiff import evaluate as ev
-from scdiff._errors import InputError
 from scdiff._model import ConditionalDiffusion
-from scdiff.data._io import atomic_write
+from scdiff.data._io import atomic_write, check_out_dir
 
 
 def _log_view(model: ConditionalDiffusion, adata: ad.AnnData) -> ad.AnnData:
@@ -44,10 +42,7 @@ def benchmark(
     also writes ``benchmark.csv``, ``benchmark.md``, the scdiff run and its report.
     """
     if out is not None:
-        out = Path(out)
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise InputError(f"{out} already exists and is not empty; "
-                             "choose another --out or pass --overwrite.")
+        out = check_out_dir(out, overwrite=overwrite)
     model = ConditionalDiffusion(train, condition=condition, dose=dose, layer=layer, n_genes=n_genes)
     model.train(seed=seed, progress=progress, **(train_kwargs or {}))
     real_train, real_test = _log_view(model, train), _log_view(model, test)

@@ -111,7 +111,7 @@ class ConditionalDiffusion:
 
             self.preprocessor, row_sums = fit_backed(adata, layer=layer, n_genes=n_genes)
         else:
-            self.preprocessor = Preprocessor.fit(adata, layer=layer, n_genes=n_genes)
+            self.preprocessor, z = Preprocessor.fit_transform(adata, layer=layer, n_genes=n_genes)
         self.encoder = ConditionEncoder.fit(adata.obs, condition, dose)
         self.library = fit_library_sizes(row_sums if backed else expression(adata, layer), adata.obs,
                                          input_scale=self.preprocessor.input_scale,
@@ -135,7 +135,6 @@ class ConditionalDiffusion:
 
             self._data = BackedCells(RowReader(adata, layer), self.preprocessor, codes, doses)
         else:
-            z = self.preprocessor.transform(self.preprocessor.log_expression(adata))
             self._data: CellTensors | None = CellTensors(
                 torch.from_numpy(z), torch.from_numpy(codes), torch.from_numpy(doses)
             )

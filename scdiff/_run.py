@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from scdiff._errors import RunError
-from scdiff.data._io import atomic_write
+from scdiff.data._io import atomic_write, check_out_dir
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -69,11 +69,7 @@ def write_json(obj: dict, path: Path) -> None:
 
 def prepare_dir(path: str | os.PathLike, *, overwrite: bool) -> Path:
     """Create the run directory; refuse one that already holds a run unless ``overwrite``."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise RunError(f"{path} exists and is not a directory; choose another --out.")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise RunError(f"{path} already exists and is not empty; choose another --out or pass --overwrite.")
+    path = check_out_dir(path, overwrite=overwrite, error=RunError)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -142,3 +142,24 @@ def test_writes_are_atomic_and_refuse_overwrite(tmp_path, counts_adata):
         atomic_write(out, failing)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["o.h5ad"]
+
+
+def test_min_nonzero_sparse_matches_dense_with_empty_genes():
+    from scdiff.data._preprocess import _min_nonzero
+
+    X = np.array([[0, 2.0, 0, 0.5], [3.0, 0, 0, 1.5], [1.0, 0, 0, 0]], dtype=np.float32)
+    dense, sparse = _min_nonzero(X), _min_nonzero(sp.csr_matrix(X))
+    assert np.array_equal(dense, sparse)
+    assert dense.tolist() == [1.0, 2.0, 1.0, 0.5]  # the empty gene gets the median, 1.0
+
+
+def test_out_dir_check_refuses_files_and_full_folders(tmp_path):
+    from scdiff.data._io import check_out_dir
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match="not a directory"):
+        check_out_dir(tmp_path / "f", overwrite=True)
+    with pytest.raises(InputError, match="already exists and is not empty; pass --resume"):
+        check_out_dir(tmp_path, overwrite=False, hint="pass --resume")
+    assert check_out_dir(tmp_path, overwrite=True) == tmp_path
+    assert check_out_dir(tmp_path / "new", overwrite=False) == tmp_path / "new"

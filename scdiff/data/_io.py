@@ -98,6 +98,18 @@ def check_anndata(adata: ad.AnnData, *, source: str = "the AnnData") -> None:
         )
 
 
+def check_out_dir(path: str | os.PathLike, *, overwrite: bool,
+                  hint: str = "choose another --out or pass --overwrite",
+                  error: type[Exception] = InputError) -> Path:
+    """Refuse an output folder that is a file, or that already holds something unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise error(f"{path} exists and is not a directory; choose another output folder.")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise error(f"{path} already exists and is not empty; {hint}.")
+    return path
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary name in the same folder, then rename over ``path``.
 

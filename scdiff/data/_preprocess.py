@@ -51,10 +51,12 @@ def _min_nonzero(X) -> np.ndarray:
     """Per-gene smallest positive value (genes never expressed get the median of the rest)."""
     if sp.issparse(X):
         X = sp.csc_matrix(X)
-        out = np.array([
-            X.data[a:b][X.data[a:b] > 0].min() if np.any(X.data[a:b] > 0) else np.nan
-            for a, b in zip(X.indptr[:-1], X.indptr[1:], strict=True)
-        ], dtype=np.float64)
+        positive = np.where(X.data > 0, X.data, np.inf).astype(np.float64)
+        out = np.full(X.shape[1], np.inf)
+        stored = np.diff(X.indptr) > 0  # reduceat needs the empty columns left out
+        if stored.any():
+            out[stored] = np.minimum.reduceat(positive, X.indptr[:-1][stored])
+        out[~np.isfinite(out)] = np.nan
     else:
         X = np.asarray(X, dtype=np.float64)
         out = np.where(X > 0, X, np.inf).min(axis=0)
@@ -106,12 +108,22 @@ class Preprocessor:
     n_genes_input: int = 0
     target_sum: float = 1e4
     hvg: bool = False
-    extra: dict = field(default_factory=dict)
 
     # -- fitting ------------------------------------------------------------------------------
     @classmethod
     def fit(cls, adata: ad.AnnData, *, layer: str | None = None, n_genes: int = 2000) -> Preprocessor:
         """Detect the input scale, choose genes and fit the per-gene scaling."""
+        return cls._fit(adata, layer, n_genes)[0]
+
+    @classmethod
+    def fit_transform(cls, adata: ad.AnnData, *, layer: str | None = None,
+                      n_genes: int = 2000) -> tuple[Preprocessor, np.ndarray]:
+        """:meth:`fit`, and the standardised training matrix, normalising the data once."""
+        pre, log_x = cls._fit(adata, layer, n_genes)
+        return pre, pre.transform(log_x)
+
+    @classmethod
+    def _fit(cls, adata: ad.AnnData, layer: str | None, n_genes: int):
         X = expression(adata, layer)
         scale = detect_scale(X, source=f"layer {layer!r}" if layer else "X")
         logX = log_normalize(X) if scale == "counts" else X
@@ -119,7 +131,7 @@ class Preprocessor:
         idx = select_hvg(logX, adata.var_names, n_genes) if hvg else np.arange(adata.n_vars)
         sub = logX[:, idx]
         mean, std = _gene_moments(sub)
-        return cls(
+        pre = cls(
             min_nonzero=_min_nonzero(sub).tolist(),
             input_scale=scale,
             layer=layer,
@@ -129,6 +141,7 @@ class Preprocessor:
             n_genes_input=int(adata.n_vars),
             hvg=bool(hvg),
         )
+        return pre, sub
 
     # -- config -------------------------------------------------------------------------------
     def to_config(self) -> dict:

@@ -12,6 +12,7 @@ import pandas as pd
 from anndata import AnnData
 
 from scdiff._errors import InputError
+from scdiff.data._io import check_out_dir
 from scdiff.evaluate._inputs import condition_keys, group_labels
 from scdiff.evaluate._table import METRICS, OVERALL
 
@@ -68,12 +69,7 @@ def write_report(
     >>> path = scdiff.evaluate.write_report(tempfile.mkdtemp() + "/r", real[:350], real[350:], t,
     ...                                     condition="bulk_labels")
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out} is a file; give write_report a folder path")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} already exists and is not empty; choose a new folder or pass "
-                         f"overwrite=True")
+    out = check_out_dir(out_dir, overwrite=overwrite, hint="choose a new folder or pass overwrite=True")
     missing = {"group", "metric", "value", "floor", "ratio", "better"} - set(table.columns)
     if missing:
         raise InputError(f"table lacks columns {sorted(missing)}; pass the table that "
