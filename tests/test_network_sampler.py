@@ -39,6 +39,24 @@ def test_guidance_passes():
         Guidance(("a",), {"zzz": 1.0}).passes()
 
 
+def test_guidance_guides_a_paired_dose_with_its_drug():
+    attrs = ("cell_type", "drug", "dose")
+    g = Guidance(attrs, {"cell_type": 1.0, "drug": 1.5}, pairs={"dose": "drug"})
+    # cell type alone, drug with its dose, and the null pass (coefficients sum to 1)
+    assert g.passes() == [((True, False, False), 1.0), ((False, True, True), 1.5),
+                          ((False, False, False), -1.5)]
+    same = Guidance(attrs, {"drug": 1.5, "dose": 1.5}, pairs={"dose": "drug"}).passes()
+    assert same == [((True, False, False), 1.0), ((False, True, True), 1.5), ((False, False, False), -1.5)]
+    with pytest.raises(InputError, match="a dose is guided with its drug"):
+        Guidance(attrs, {"drug": 1.5, "dose": 3.0}, pairs={"dose": "drug"}).passes()
+    # an unpaired dose keeps a pass of its own
+    alone = Guidance(attrs, {"drug": 2.0}).passes()
+    assert alone == [((True, False, False), 1.0), ((False, True, False), 2.0),
+                     ((False, False, True), 1.0), ((False, False, False), -3.0)]
+    # one number still means all attributes together
+    assert Guidance(attrs, 2.0, pairs={"dose": "drug"}).passes() == [((True,) * 3, 2.0), ((False,) * 3, -1.0)]
+
+
 class CountingNet(torch.nn.Module):
     """Predicts a constant per pass and counts forward calls and batch sizes."""
 
