@@ -181,6 +181,9 @@ def sample(
     device: Device = "auto",
     counts: Annotated[bool, typer.Option(
         "--counts", help="Write integer counts in X (log-normalised values in layers['log1p']).")] = False,
+    zeros: Annotated[str, typer.Option(
+        help="Which small values become exact zeros: auto, cell (below half a read at a drawn "
+             "library size), gene (below half the gene's smallest training value) or none.")] = "auto",
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
@@ -201,7 +204,7 @@ def sample(
         model.sample_to_h5ad(out, None if ref is not None else n_cells, like=ref,
                              chunk_size=STREAM_CHUNK, condition=cond, dose=doses, guidance=weights,
                              steps=steps, sampler=sampler, seed=seed, device=device, counts=counts,
-                             overwrite=overwrite, progress=not quiet)
+                             zeros=zeros, overwrite=overwrite, progress=not quiet)
         if not quiet:
             out_console.print(f"wrote {n_out} cells to [bold]{out}[/] in chunks of {STREAM_CHUNK}",
                               highlight=False)
@@ -209,7 +212,7 @@ def sample(
     source = read_input(from_) if from_ is not None else None
     fake = model.sample(n_cells, condition=cond, dose=doses, like=ref, from_=source, strength=strength,
                         guidance=weights, steps=steps, sampler=sampler, seed=seed, device=device,
-                        progress=not quiet, counts=counts)
+                        progress=not quiet, counts=counts, zeros=zeros)
     write_h5ad(fake, out, overwrite=overwrite)
     if not quiet:
         out_console.print(f"wrote {fake.n_obs} cells x {fake.n_vars} genes to [bold]{out}[/]",

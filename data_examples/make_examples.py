@@ -8,10 +8,20 @@ Run from anywhere; the files land next to this script::
   data (700 cells x 765 genes), log1p CP10k, split 70/30 stratified by cell type.
 - ``simulated.h5ad``: ``scdiff.datasets.simulate`` with both splits (obs ``split``).
 - ``simulated_train.h5ad`` / ``simulated_test.h5ad``: the same cells, split.
+- ``immune_wide_train.h5ad`` / ``immune_wide_test.h5ad``: a wide real panel (many more
+  genes than cells, few cells per type): the 559 immune cells x 32,786 genes of
+  celltypist's bundled sample (``celltypist/data/samples/sample_cell_by_gene.csv``,
+  UMI counts; celltypist is MIT-licensed), genes seen in at least 10 cells,
+  clustered (k-means, k = 8, on 20 PCs of 2,000 HVGs of log1p CP10k) into obs
+  ``cluster``, split 70/30 stratified. Counts in ``X``. Made only when the CSV is
+  given (``pip download --no-deps celltypist==1.7.1`` and unzip the wheel)::
+
+      python data_examples/make_examples.py --celltypist-sample PATH/sample_cell_by_gene.csv
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import anndata as ad
@@ -60,6 +70,39 @@ def pbmc_splits() -> tuple[ad.AnnData, ad.AnnData]:
     return train, test
 
 
+def immune_wide_splits(csv: Path) -> tuple[ad.AnnData, ad.AnnData]:
+    """celltypist's sample as counts, genes in >= 10 cells, k-means clusters, split 70/30."""
+    import scanpy as sc
+    from sklearn.cluster import KMeans
+
+    table = pd.read_csv(csv, index_col=0)
+    full = ad.AnnData(sp.csr_matrix(table.to_numpy(np.float32)),
+                      obs=pd.DataFrame(index=table.index.astype(str)),
+                      var=pd.DataFrame(index=table.columns.astype(str)))
+    full.var_names_make_unique()
+    sc.pp.filter_genes(full, min_cells=3)
+    logged = full.copy()
+    sc.pp.normalize_total(logged, target_sum=1e4)
+    sc.pp.log1p(logged)
+    sc.pp.highly_variable_genes(logged, n_top_genes=2000)
+    logged = logged[:, logged.var["highly_variable"]].copy()
+    sc.pp.scale(logged, max_value=10)
+    sc.tl.pca(logged, n_comps=20, random_state=SEED)
+    labels = KMeans(8, n_init=10, random_state=SEED).fit_predict(logged.obsm["X_pca"])
+    # clusters numbered by size, largest first
+    order = {lab: i for i, lab in enumerate(pd.Series(labels).value_counts().index)}
+    full.obs["cluster"] = pd.Categorical([f"cluster_{order[lab]}" for lab in labels],
+                                         categories=[f"cluster_{i}" for i in range(8)])
+    # clusters from genes in >= 3 cells; the files keep genes in >= 10 (smaller files)
+    sc.pp.filter_genes(full, min_cells=10)
+    train_names, test_names = train_test_split(
+        full.obs_names.to_numpy(), test_size=0.3, stratify=full.obs["cluster"].to_numpy(),
+        random_state=SEED)
+    train = keep_categories(full[full.obs_names.isin(train_names)].copy(), full)
+    test = keep_categories(full[full.obs_names.isin(test_names)].copy(), full)
+    return train, test
+
+
 def keep_categories(part: ad.AnnData, whole: ad.AnnData) -> ad.AnnData:
     """Give ``part`` the categories of ``whole``: subsetting drops unused ones."""
     for col, values in whole.obs.items():
@@ -69,6 +112,13 @@ def keep_categories(part: ad.AnnData, whole: ad.AnnData) -> ad.AnnData:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Write the bundled example data sets.")
+    parser.add_argument("--celltypist-sample", type=Path, default=None,
+                        help="celltypist's sample_cell_by_gene.csv: also write immune_wide_*.h5ad")
+    args = parser.parse_args()
+    if args.celltypist_sample is not None:
+        for split, part in zip(("train", "test"), immune_wide_splits(args.celltypist_sample), strict=True):
+            part.write_h5ad(HERE / f"immune_wide_{split}.h5ad", compression="gzip", compression_opts=9)
     train, test = pbmc_splits()
     train.write_h5ad(HERE / "pbmc_train.h5ad", compression="gzip", compression_opts=9)
     test.write_h5ad(HERE / "pbmc_test.h5ad", compression="gzip", compression_opts=9)

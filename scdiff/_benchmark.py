@@ -19,6 +19,19 @@ def _log_view(model: ConditionalDiffusion, adata: ad.AnnData) -> ad.AnnData:
     return ad.AnnData(X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=model.genes))
 
 
+def _groups(train: ad.AnnData, condition: str | Sequence[str], dose: str | Sequence[str] | None,
+            max_levels: int = 20) -> list[str]:
+    """The baselines' groups: the conditions, and each dose measured at few distinct values.
+
+    A per-condition Gaussian that ignored a dose measured at a handful of levels would be
+    a straw man; a dose with many distinct values (a covariate) would leave one cell per
+    group, so it is left out.
+    """
+    keys = [condition] if isinstance(condition, str) else list(condition)
+    doses = [] if dose is None else [dose] if isinstance(dose, str) else list(dose)
+    return keys + [d for d in doses if train.obs[d].nunique() <= max_levels]
+
+
 def benchmark(
     train: ad.AnnData,
     test: ad.AnnData,
@@ -28,6 +41,7 @@ def benchmark(
     out: str | os.PathLike | None = None,
     layer: str | None = None,
     n_genes: int = 2000,
+    model_kwargs: dict | None = None,
     train_kwargs: dict | None = None,
     sample_kwargs: dict | None = None,
     seed: int = 0,
@@ -43,12 +57,14 @@ def benchmark(
     """
     if out is not None:
         out = check_out_dir(out, overwrite=overwrite)
-    model = ConditionalDiffusion(train, condition=condition, dose=dose, layer=layer, n_genes=n_genes)
+    model = ConditionalDiffusion(train, condition=condition, dose=dose, layer=layer, n_genes=n_genes,
+                                 **(model_kwargs or {}))
     model.train(seed=seed, progress=progress, **(train_kwargs or {}))
     real_train, real_test = _log_view(model, train), _log_view(model, test)
     generated = {
         "scdiff": model.sample(like=test.obs, seed=seed, progress=progress, **(sample_kwargs or {})),
-        "gaussian_pca": ev.baselines.gaussian_pca(real_train, real_test, condition=condition, seed=seed),
+        "gaussian_pca": ev.baselines.gaussian_pca(real_train, real_test, condition=_groups(train, condition, dose),
+                                                  seed=seed),
         "resample_train": ev.baselines.resample(real_train, real_test, condition=condition, seed=seed),
     }
     tables = {name: ev.evaluate(real_test, fake, condition=condition, train=real_train, seed=seed)

@@ -61,6 +61,18 @@ def test_sample_condition_and_like(files):
     assert ad.read_h5ad(like).n_obs == 30
 
 
+def test_sample_zeros_option(files):
+    out = {}
+    for rule in ("gene", "cell"):
+        path = files / f"zeros_{rule}.h5ad"
+        res = invoke("sample", files / "run", "--n-cells", 40, "--steps", 5, "--zeros", rule,
+                     "--out", path, "--quiet")
+        assert res.exit_code == 0, res.output
+        out[rule] = ad.read_h5ad(path)
+        assert out[rule].uns["scdiff"]["zeros"] == rule
+    assert (out["cell"].X == 0).sum() > (out["gene"].X == 0).sum()
+
+
 def test_like_reads_only_obs(files, tmp_path):
     """A reference whose X is garbage (NaN) still works: its expression is never read."""
     ref = make_counts(n_per_type=3, seed=1)
@@ -76,6 +88,7 @@ def test_like_reads_only_obs(files, tmp_path):
     (["--condition", "cell_type"], "KEY=VALUE"),
     (["--n-cells", "0"], "n_cells"),
     (["--sampler", "euler"], "sampler"),
+    (["--zeros", "sparse"], "zeros = 'sparse' needs to be one of auto, cell, gene, none"),
     (["--dose", "dose=-2"], "negative"),
 ])
 def test_sample_bad_input_is_one_line(files, tmp_path, args, message):

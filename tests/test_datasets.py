@@ -247,11 +247,12 @@ def pbmc() -> tuple[ad.AnnData, ad.AnnData]:
 
 
 def test_bundled_files_exist_and_are_small():
-    names = ["pbmc_train", "pbmc_test", "simulated", "simulated_train", "simulated_test"]
+    names = ["pbmc_train", "pbmc_test", "simulated", "simulated_train", "simulated_test",
+             "immune_wide_train", "immune_wide_test"]
     for name in names:
         assert (EXAMPLES / f"{name}.h5ad").is_file(), "run python data_examples/make_examples.py"
     total = sum(p.stat().st_size for p in EXAMPLES.iterdir() if p.is_file())
-    assert total < 7e6
+    assert total < 10e6  # the wide immune panel (issue 4) is 2.8 MB of it
 
 
 def test_pbmc_splits(pbmc):
@@ -291,3 +292,14 @@ def test_bundled_simulation_matches_simulator():
     fresh = simulate(n_cells=3300, n_genes=500, seed=0)
     assert (fresh.layers["counts"] != full.layers["counts"]).nnz == 0
     assert fresh.obs.equals(full.obs)
+
+
+def test_immune_wide_panel_is_wide_with_few_cells_per_cluster():
+    train = ad.read_h5ad(EXAMPLES / "immune_wide_train.h5ad")
+    test = ad.read_h5ad(EXAMPLES / "immune_wide_test.h5ad")
+    assert (train.n_obs, test.n_obs) == (391, 168) and train.n_vars > 20 * train.n_obs
+    assert list(train.var_names) == list(test.var_names)
+    sizes = train.obs["cluster"].value_counts()
+    assert len(sizes) == 8 and sizes.min() < 10  # few cells per type
+    x = train.X.data
+    assert np.allclose(x, np.round(x)) and x.min() >= 1  # UMI counts

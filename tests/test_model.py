@@ -181,3 +181,32 @@ def test_counts_refused_without_library_sizes(log_adata):
     model = _tiny(log_adata, condition="cell_type").train(steps=2, progress=False)
     with pytest.raises(InputError, match="without library sizes"):
         model.sample(5, counts=True)
+
+
+def test_zeros_below_half_a_read_at_a_drawn_depth(tiny_run):
+    model = scdiff.ConditionalDiffusion.load(tiny_run[0])
+    assert model.library  # trained on counts: library sizes are known
+    kw = dict(n_cells=200, steps=5, seed=3)
+    none, gene, cell = (model.sample(**kw, zeros=z).X for z in ("none", "gene", "cell"))
+    auto = model.sample(**kw)
+    np.testing.assert_array_equal(auto.X, cell)
+    assert auto.uns["scdiff"]["zeros"] == "cell"
+    # each rule only adds zeros to the one before, and only where the values were small
+    assert (none == 0).sum() <= (gene == 0).sum() < (cell == 0).sum()
+    changed = (gene != 0) & (cell == 0)
+    smallest_read = np.log1p(1e4 / np.quantile(model.library["__all__"], 0.0))
+    largest_read = np.log1p(1e4 / np.quantile(model.library["__all__"], 1.0))
+    assert changed.any() and (gene[changed] < 0.5 * smallest_read + 1e-6).all()
+    kept = cell[cell > 0]
+    assert kept.min() >= 0.5 * largest_read - 1e-6
+    np.testing.assert_array_equal(cell[cell > 0], gene[cell > 0])
+
+
+def test_zeros_rejects_bad_values_and_cell_without_library_sizes(tiny_run):
+    model = scdiff.ConditionalDiffusion.load(tiny_run[0])
+    with pytest.raises(scdiff.InputError, match="zeros = 'sparse' needs to be one of"):
+        model.sample(5, steps=2, zeros="sparse")
+    model.library = {}
+    with pytest.raises(scdiff.InputError, match="zeros='cell' needs the training cells' library sizes"):
+        model.sample(5, steps=2, zeros="cell")
+    assert model.sample(5, steps=2).uns["scdiff"]["zeros"] == "gene"
