@@ -96,7 +96,7 @@ def check(table: pd.DataFrame) -> pd.DataFrame:
         base = {b: float(table.loc[metric, b]) for b in BASELINES if b in table.columns}
         if kind == "third":
             # distance beyond the floor's; beating the floor counts as reaching it
-            def beyond(v: float) -> float:
+            def beyond(v: float, metric: str = metric, floor: float = floor) -> float:
                 return max(0.0, distance(metric, v) - distance(metric, floor))
 
             best, gap = min(beyond(v) for v in base.values()), beyond(got)

@@ -63,8 +63,8 @@ def benchmark(
     real_train, real_test = _log_view(model, train), _log_view(model, test)
     generated = {
         "scdiff": model.sample(like=test.obs, seed=seed, progress=progress, **(sample_kwargs or {})),
-        "gaussian_pca": ev.baselines.gaussian_pca(real_train, real_test, condition=_groups(train, condition, dose),
-                                                  seed=seed),
+        "gaussian_pca": ev.baselines.gaussian_pca(real_train, real_test,
+                                                  condition=_groups(train, condition, dose), seed=seed),
         "resample_train": ev.baselines.resample(real_train, real_test, condition=condition, seed=seed),
     }
     tables = {name: ev.evaluate(real_test, fake, condition=condition, train=real_train, seed=seed)

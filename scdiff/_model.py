@@ -465,7 +465,8 @@ class ConditionalDiffusion:
     def _dose_pairs(self) -> dict[str, str]:
         """Dose -> the categorical attribute (drug) it is the dose of."""
         pairs = self.network_config.get("dose_pairs") or []
-        return {d: self.encoder.keys[p] for d, p in zip(self.encoder.dose_keys, pairs, strict=False) if p >= 0}
+        keys = self.encoder.keys
+        return {d: keys[p] for d, p in zip(self.encoder.dose_keys, pairs, strict=False) if p >= 0}
 
     # -- persistence --------------------------------------------------------------------------
     def _config(self) -> dict:

@@ -1,0 +1,51 @@
+"""Issue 4's target arithmetic (bench/fidelity.py) and the benchmark's baseline groups."""
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import fidelity
+from scdiff._benchmark import _groups
+
+
+def table(**rows):
+    """metric -> (floor, gaussian_pca, scdiff); resample_train set to the floor."""
+    df = pd.DataFrame(rows, index=["floor", "gaussian_pca", "scdiff"]).T
+    return df.assign(resample_train=df["floor"])
+
+
+def test_a_third_of_the_baselines_distance_to_the_floor():
+    t = table(mmd=(0.20, 0.29, 0.229), energy=(1.7, 2.3, 1.95), knn_auc=(0.64, 0.70, 0.62),
+              var_pearson=(0.84, 0.75, 0.80), label_accuracy=(0.7, 0.9, 0.69),
+              mean_pearson=(0.95, 0.96, 0.96))
+    got = fidelity.check(t)["met"].to_dict()
+    # mmd gap 0.029 <= 0.09/3; energy 0.25 > 0.6/3; AUC below the floor's counts as the floor;
+    # var gap 0.04 > 0.09/3; label accuracy under the floor; mean equal to the Gaussian's
+    assert got == {"mmd": "yes", "energy": "no", "knn_auc": "yes", "var_pearson": "no",
+                   "label_accuracy": "no", "mean_pearson": "yes"}
+
+
+def test_a_baseline_better_than_the_floor_leaves_no_room():
+    t = table(knn_auc=(0.65, 0.60, 0.655))
+    row = fidelity.check(t).loc["knn_auc"]
+    assert row["met"] == "no" and row["target"] == "gap <= 0"
+    assert fidelity.check(table(knn_auc=(0.65, 0.60, 0.64))).loc["knn_auc", "met"] == "yes"
+
+
+@pytest.mark.parametrize("name", ["pbmc", "simulated", "wide", "wine"])
+def test_every_data_set_loads_with_its_condition(name):
+    train, test, opts = fidelity.load(name)
+    keys = [opts["condition"]] if isinstance(opts["condition"], str) else opts["condition"]
+    assert set(keys) <= set(train.obs.columns) and set(keys) <= set(test.obs.columns)
+    assert list(train.var_names) == list(test.var_names) and test.n_obs > 0
+    assert not set(train.obs_names) & set(test.obs_names)
+
+
+def test_gaussian_groups_by_a_dose_measured_at_few_levels_only():
+    obs = pd.DataFrame({"cell_type": ["a", "b"] * 50, "dose": [0.0, 10.0] * 50,
+                        "score": np.linspace(0, 1, 100)})
+    a = ad.AnnData(np.zeros((100, 2), np.float32), obs=obs)
+    assert _groups(a, "cell_type", "dose") == ["cell_type", "dose"]
+    assert _groups(a, ["cell_type"], ["dose", "score"]) == ["cell_type", "dose"]
+    assert _groups(a, "cell_type", None) == ["cell_type"]
