@@ -182,8 +182,9 @@ def sample(
     counts: Annotated[bool, typer.Option(
         "--counts", help="Write integer counts in X (log-normalised values in layers['log1p']).")] = False,
     zeros: Annotated[str, typer.Option(
-        help="Which small values become exact zeros: auto, cell (below half a read at a drawn "
-             "library size), gene (below half the gene's smallest training value) or none.")] = "auto",
+        help="How small values become exact zeros: auto, cell (values below one read at a drawn "
+             "library size become 0 or one read, keeping the mean), gene (below half the gene's "
+             "smallest training value) or none.")] = "auto",
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:

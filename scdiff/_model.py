@@ -21,7 +21,12 @@ from scdiff._interrupt import graceful_stop
 from scdiff._progress import progress_bar
 from scdiff.data import ConditionEncoder, Preprocessor
 from scdiff.data._io import atomic_write, check_anndata
-from scdiff.data._library import counts_from_log, draw_library_sizes, fit_library_sizes
+from scdiff.data._library import (
+    counts_from_log,
+    draw_library_sizes,
+    fit_library_sizes,
+    round_below_one_read,
+)
 from scdiff.data._preprocess import expression
 from scdiff.diffusion import Guidance, NoiseSchedule, sample_loop
 from scdiff.nn import ConditionalMLP
@@ -353,15 +358,16 @@ class ConditionalDiffusion:
         expression at library sizes drawn from the training cells of the same
         condition) and ``layers["log1p"]`` the log-normalised values.
 
-        ``zeros`` says which small generated values become exact zeros (real expression
-        is mostly zeros; the diffusion smears them into small positive values):
-        ``"gene"``, values below half of the gene's smallest non-zero training value;
-        ``"cell"``, also values below half a read at a library size drawn for each cell
-        from the training cells of its condition (needs library sizes: counts or an
-        ``n_counts`` column at training); ``"auto"`` (default), ``"cell"`` where it can,
-        else ``"gene"``; ``"none"``, only negative values. On pbmc, the wide immune panel
-        and the simulator ``"cell"`` halved the error in each gene's fraction of zeros
-        against held-out cells (docs/fidelity.md).
+        ``zeros`` says how small generated values become exact zeros (real expression is
+        mostly zeros; the diffusion smears them into small positive values):
+        ``"gene"``, values below half of the gene's smallest non-zero training value
+        become 0; ``"cell"``, then also every value below one read at a library size
+        drawn for each cell from the training cells of its condition becomes 0 or one
+        read, with probability keeping its mean (real data hold nothing in between);
+        it needs library sizes (counts or an ``n_counts`` column at training);
+        ``"auto"`` (default), ``"cell"`` where it can, else ``"gene"``; ``"none"``, only
+        negative values. ``"cell"`` brought each gene's fraction of zeros close to the
+        held-out cells' on pbmc, the simulator and a wide panel (docs/fidelity.md).
         """
         if not self.is_trained:
             raise RunError("the model is not trained yet; call model.train() first.")
@@ -415,8 +421,7 @@ class ConditionalDiffusion:
         if counts or (zeros in ("auto", "cell") and self.library):
             lib = draw_library_sizes(self.library, frame, self.encoder.keys, rng)
         if zeros in ("auto", "cell") and lib is not None:
-            # below half a read at the cell's depth: a value real data cannot hold
-            X[X < 0.5 * np.log1p(self.preprocessor.target_sum / lib)[:, None].astype(np.float32)] = 0.0
+            X = round_below_one_read(X, lib, rng, target_sum=self.preprocessor.target_sum)
         obs = self.encoder.to_obs(frame)
         obs.index = pd.Index([f"gen-{i}" for i in range(len(obs))])
         out = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(self.genes)))

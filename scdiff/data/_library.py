@@ -74,3 +74,31 @@ def counts_from_log(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.random
     """Poisson counts whose expected CP10k matches ``expm1(log_x)`` at the given library size."""
     rate = np.expm1(log_x.astype(np.float64)) * (library_sizes[:, None] / target_sum)
     return rng.poisson(rate).astype(np.float32)
+
+
+def round_below_one_read(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.random.Generator,
+                         target_sum: float = 1e4) -> np.ndarray:
+    """Values below one read at the cell's depth become 0 or one read, keeping the mean.
+
+    Real log-normalised expression is 0 or at least ``log1p(target_sum / library_size)``
+    (one read); nothing lies between. A generated value ``x`` in that gap becomes one
+    read with probability ``x / one_read`` and 0 otherwise, so the expected value (and
+    each gene's mean, which perturbation scores compare) is kept while the zeros become
+    as frequent as real ones.
+
+    Examples
+    --------
+    >>> x = np.full((1, 20000), 0.5, dtype=np.float32)   # a quarter of a read of 2.0
+    >>> out = round_below_one_read(x, np.array([10000 / np.expm1(2.0)]), np.random.default_rng(0))
+    >>> sorted(np.unique(out).round(3).tolist()), round(float(out.mean()), 1)
+    ([0.0, 2.0], 0.5)
+    """
+    read = np.log1p(target_sum / np.asarray(library_sizes, dtype=np.float64))[:, None].astype(np.float32)
+    out = np.array(log_x, dtype=np.float32, copy=True)
+    gap = (out > 0) & (out < read)
+    u = rng.random(out.shape, dtype=np.float32)
+    up = gap & (u < out / read)
+    out[gap] = 0.0
+    out[up] = np.broadcast_to(read, out.shape)[up]
+    return out
+
