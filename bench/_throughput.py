@@ -25,7 +25,7 @@ from bench._imports import torch_parts
 ConditionalMLP, NoiseSchedule, Guidance, sample_loop, train = torch_parts()
 
 #: The network ConditionalDiffusion builds by default (tests/test_bench.py keeps them equal).
-DEFAULT_NET = {"width": 256, "depth": 3, "dropout": 0.0, "dose_encoder": "sigmoid"}
+DEFAULT_NET = {"width": 256, "depth": 3, "dropout": 0.1, "dose_encoder": "sigmoid"}
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 WINDOW = 10
 

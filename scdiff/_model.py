@@ -69,7 +69,9 @@ class ConditionalDiffusion:
     n_genes
         Keep the ``n_genes`` most variable genes when the data has more.
     width, depth, dropout
-        Size of the residual MLP.
+        Size of the residual MLP, and dropout inside its blocks (0.1 lowered MMD and
+        energy distance on the four data sets of docs/fidelity.md, copied training cells
+        less, and kept the perturbation scores of docs/perturbation.md).
     schedule, prediction, num_timesteps
         The diffusion: ``"cosine"``/``"linear"``; ``"epsilon"``/``"v"``/``"x0"``; T.
     dose_encoder
@@ -100,7 +102,7 @@ class ConditionalDiffusion:
         n_genes: int = 2000,
         width: int = 256,
         depth: int = 3,
-        dropout: float = 0.0,
+        dropout: float = 0.1,
         schedule: str = "cosine",
         prediction: str = "v",
         num_timesteps: int = 1000,
