@@ -41,16 +41,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scdiff._benchmark import benchmark
+from scdiff._benchmark import benchmark, markdown_table
+from scdiff.evaluate._table import METRICS
 
 DATA = Path(__file__).resolve().parent.parent / "data_examples"
 #: metric -> the target's kind: "third" (a third of the best baseline's distance to the
 #: floor), "floor" (at least the floor) or "gaussian" (at least the Gaussian's).
 TARGETS = {"mmd": "third", "energy": "third", "knn_auc": "third", "var_pearson": "third",
            "marker_overlap": "third", "label_accuracy": "floor", "mean_pearson": "gaussian"}
-IDEAL = {"mmd": (0.0, "lower"), "energy": (0.0, "lower"), "knn_auc": (0.5, "0.5"),
-         "var_pearson": (1.0, "higher"), "marker_overlap": (1.0, "higher"),
-         "label_accuracy": (1.0, "higher"), "mean_pearson": (1.0, "higher")}
 BASELINES = ["gaussian_pca"]
 
 
@@ -82,8 +80,7 @@ def load(name: str) -> tuple[ad.AnnData, ad.AnnData, dict]:
 
 
 def distance(metric: str, value: float) -> float:
-    ideal, _ = IDEAL[metric]
-    return abs(value - ideal)
+    return abs(value - METRICS[metric].ideal)
 
 
 def check(table: pd.DataFrame) -> pd.DataFrame:
@@ -128,15 +125,6 @@ def run(name: str, seed: int, model_kw: dict, train_kw: dict, sample_kw: dict) -
     return table, time.perf_counter() - start
 
 
-def markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    out = ["| metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for idx, row in df.iterrows():
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
-        out.append(f"| {idx} | " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default="pbmc,simulated,wide,wine")
@@ -163,7 +151,7 @@ def main() -> None:
         met = (checked["met"] == "yes").sum(), (checked["met"] != "").sum()
         print(f"\n### {name}: {met[0]} of {met[1]} targets met "
               f"(seeds {args.seeds}; {np.mean(took):.0f} s per benchmark, training included)\n")
-        print(markdown(checked), flush=True)
+        print(markdown_table(checked), end="", flush=True)
         results.append(checked.reset_index().assign(dataset=name, seconds=np.mean(took),
                                                     model=args.model, train=args.train,
                                                     sample=args.sample))

@@ -380,6 +380,8 @@ class ConditionalDiffusion:
         if zeros == "cell" and not self.library:
             raise InputError("zeros='cell' needs the training cells' library sizes, which this model "
                              "lacks (trained on log data without n_counts); use zeros='gene'.")
+        if zeros == "auto":
+            zeros = "cell" if self.library else "gene"
         if steps is None:
             steps = 50 if sampler == "ddim" else self.schedule.num_timesteps
         rng = np.random.default_rng(seed)
@@ -419,10 +421,9 @@ class ConditionalDiffusion:
                            precision=precision, batch_size=batch_size, progress=progress,
                            x_start=x_start, t_start=t_start)
         X = self.preprocessor.inverse(z, zeros=zeros != "none")
-        lib = None
-        if counts or (zeros in ("auto", "cell") and self.library):
+        if counts or zeros == "cell":  # one drawn library size per cell serves both
             lib = draw_library_sizes(self.library, frame, self.encoder.keys, rng)
-        if zeros in ("auto", "cell") and lib is not None:
+        if zeros == "cell":
             X = round_below_one_read(X, lib, rng, target_sum=self.preprocessor.target_sum)
         obs = self.encoder.to_obs(frame)
         obs.index = pd.Index([f"gen-{i}" for i in range(len(obs))])
@@ -436,7 +437,7 @@ class ConditionalDiffusion:
             "seed": int(seed), "version": _run.package_versions()["scdiff"],
             "train_seed": self.seed if self.seed is not None else -1,
             "space": "counts" if counts else "log1p_cp10k",
-            "zeros": zeros if zeros != "auto" else ("cell" if lib is not None and self.library else "gene"),
+            "zeros": zeros,
         }
         if from_ is not None:
             out.obs["translated_from"] = from_.obs_names.astype(str).to_numpy()

@@ -54,11 +54,9 @@ def nearest_dose(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.
     (1, 500)
     """
     means, keys = group_means(train, design)
-    ctrl = _control_means(train, design)
+    ctrl = _control_means(means, keys, design)
     out = np.empty((len(groups), train.n_vars))
-    for i, row in enumerate(groups.itertuples(index=False)):
-        cov = tuple(str(getattr(row, c)) for c in design.covariates)
-        drug, dose = str(getattr(row, design.perturbation)), float(getattr(row, design.dose))
+    for i, (cov, drug, dose) in enumerate(_requests(groups, design)):
         hit = [(k, j) for j, k in enumerate(keys) if k[:-1] == (*cov, drug)]
         if hit and drug != design.control:
             doses = np.array([k[-1] for k, _ in hit])
@@ -94,11 +92,9 @@ def additive(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.ndar
     (1, 500)
     """
     means, keys = group_means(train, design)
-    ctrl = _control_means(train, design)
+    ctrl = _control_means(means, keys, design)
     out = np.empty((len(groups), train.n_vars))
-    for i, row in enumerate(groups.itertuples(index=False)):
-        cov = tuple(str(getattr(row, c)) for c in design.covariates)
-        drug, dose = str(getattr(row, design.perturbation)), float(getattr(row, design.dose))
+    for i, (cov, drug, dose) in enumerate(_requests(groups, design)):
         base = _lookup(ctrl, cov, design)
         hit = [(k, j) for j, k in enumerate(keys) if k[-2] == drug and k[:-2] in ctrl]
         if drug == design.control or not hit:
@@ -110,8 +106,15 @@ def additive(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.ndar
     return out
 
 
-def _control_means(train: AnnData, design: Design) -> dict[tuple, np.ndarray]:
-    means, keys = group_means(train, design)
+def _requests(groups: pd.DataFrame, design: Design):
+    """(covariates, drug, dose) of each asked group, as the group keys spell them."""
+    for row in groups.itertuples(index=False):
+        yield (tuple(str(getattr(row, c)) for c in design.covariates),
+               str(getattr(row, design.perturbation)), float(getattr(row, design.dose)))
+
+
+def _control_means(means: np.ndarray, keys: list, design: Design) -> dict[tuple, np.ndarray]:
+    """The control group's mean per covariate combination, from :func:`group_means`' output."""
     return {k[:-2]: means[j] for j, k in enumerate(keys) if k[-2] == design.control}
 
 

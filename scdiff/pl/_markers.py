@@ -9,10 +9,9 @@ import numpy as np
 from anndata import AnnData
 
 from scdiff._errors import InputError
-from scdiff.evaluate._inputs import align_genes, condition_keys, group_labels, group_order
 from scdiff.evaluate._markers import marker_scores, top_markers
 from scdiff.evaluate._moments import gene_stats
-from scdiff.pl._utils import finish, given_axes, resolve_show, subplots
+from scdiff.pl._utils import finish, given_axes, resolve_show, shared_groups, subplots
 
 
 def marker_dotplot(
@@ -59,10 +58,8 @@ def marker_dotplot(
     >>> ax = scdiff.pl.marker_dotplot(real[:300], real[300:], condition="bulk_labels",
     ...                               show=False)
     """
-    keys = condition_keys(condition)
-    generated = align_genes(real, generated, "generated")
-    lab_r, lab_g = group_labels(real, keys, "real"), group_labels(generated, keys, "generated")
-    groups = [g for g in group_order(real, keys, lab_r) if (lab_g == g).any()][:max_groups]
+    generated, lab_r, lab_g, groups = shared_groups(real, generated, condition)
+    groups = groups[:max_groups]
     if len(groups) < 2:
         raise InputError("marker_dotplot needs at least two conditions present in both real "
                          "and generated cells")

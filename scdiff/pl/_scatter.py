@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 from anndata import AnnData
 
-from scdiff.evaluate._inputs import align_genes, condition_keys, group_labels, group_order
 from scdiff.evaluate._moments import _corr, gene_stats
-from scdiff.pl._utils import finish, given_axes, resolve_show, subplots
+from scdiff.pl._utils import finish, given_axes, resolve_show, shared_groups, subplots
 
 
 def mean_scatter(
@@ -52,12 +51,9 @@ def mean_scatter(
     >>> axes = scdiff.pl.mean_scatter(real[:300], real[300:], condition="bulk_labels",
     ...                               show=False)
     """
-    keys = condition_keys(condition)
-    generated = align_genes(real, generated, "generated")
-    lab_r, lab_g = group_labels(real, keys, "real"), group_labels(generated, keys, "generated")
-    groups = [g for g in group_order(real, keys, lab_r) if (lab_g == g).any()]
-    groups = sorted(groups, key=lambda g: -(lab_r == g).sum())[:max_groups]
-    groups = [g for g in group_order(real, keys, lab_r) if g in groups]
+    generated, lab_r, lab_g, groups = shared_groups(real, generated, condition)
+    largest = set(sorted(groups, key=lambda g: -(lab_r == g).sum())[:max_groups])
+    groups = [g for g in groups if g in largest]  # the largest, in real's order
     show = resolve_show(show, save)
     if ax is None:
         fig, axes = subplots(len(groups), ncols=ncols, panel=(3.0, 3.0), show=show)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scdiff.evaluate._inputs import align_genes, condition_keys, group_labels, group_order
+
 
 def subplots(n: int, *, ncols: int | None = None, panel: tuple[float, float] = (4.0, 4.0),
              show: bool = True):
@@ -70,3 +72,13 @@ def category_colors(n: int) -> list:
     if n <= 20:
         return [colormaps["tab20"](i) for i in range(n)]
     return [colormaps["hsv"](i / n) for i in range(n)]
+
+
+def shared_groups(real, generated, condition):
+    """``generated`` on ``real``'s genes, both group labellings, and the groups present
+    in both, in ``real``'s order."""
+    keys = condition_keys(condition)
+    generated = align_genes(real, generated, "generated")
+    lab_r, lab_g = group_labels(real, keys, "real"), group_labels(generated, keys, "generated")
+    groups = [g for g in group_order(real, keys, lab_r) if (lab_g == g).any()]
+    return generated, lab_r, lab_g, groups
