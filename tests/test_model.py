@@ -103,6 +103,27 @@ def test_training_is_reproducible_on_cpu():
     assert len(m1.log) >= 1 and m1.log[-1]["step"] == 15
 
 
+def test_loss_weighting_is_recorded_and_changes_the_fit(tmp_path):
+    a = make_counts(seed=5)
+    default = _tiny(a, condition="cell_type").train(steps=10, batch_size=16, progress=False)
+    assert (default.train_config.loss_weighting, default.train_config.snr_gamma) == ("snr_cap", 5.0)
+    plain = _tiny(a, condition="cell_type").train(steps=10, batch_size=16, progress=False,
+                                                   loss_weighting="none")
+    assert plain.train_config.loss_weighting == "none"
+    assert any(not torch.equal(default.ema_state[k], plain.ema_state[k]) for k in default.ema_state)
+    for bad, match in [({"loss_weighting": "p2"}, "loss_weighting = 'p2'"),
+                       ({"snr_gamma": 0.0}, "snr_gamma = 0.0")]:
+        with pytest.raises(InputError, match=match):
+            _tiny(a, condition="cell_type").train(steps=2, progress=False, **bad)
+    # a run saved before loss weighting existed trained with the plain loss, and says so
+    config = default.train_config.to_config()
+    del config["loss_weighting"], config["snr_gamma"]
+    old = scdiff.train.TrainConfig.from_config(config)
+    assert old.loss_weighting == "none" and old.snr_gamma == 5.0
+    default.save(tmp_path / "run")
+    assert scdiff.ConditionalDiffusion.load(tmp_path / "run").train_config.loss_weighting == "snr_cap"
+
+
 def test_training_learns_condition_means():
     """A short training separates cell types: generated means track each type's real means."""
     a = make_counts(n_per_type=80, n_genes=20, seed=7, sparse=False)

@@ -73,3 +73,28 @@ def test_timesteps_and_config():
     with pytest.raises(InputError):
         NoiseSchedule(schedule="quadratic")
     assert np.all(np.diff(s.alphas_cumprod) < 0)
+
+
+def test_loss_weights_against_the_formulas():
+    """x0-error factor of each target: v 1+SNR, epsilon SNR, x0 1; weights rescale it."""
+    t = torch.tensor([0, 100, 500, 900, 999])
+    gamma = 5.0
+    v = NoiseSchedule(1000, "cosine", "v")
+    ab = v.alphas_cumprod[t.numpy()]
+    snr = ab / (1 - ab)
+    def w(s, kind):
+        return s.loss_weight(t, kind, gamma).double().numpy()
+    np.testing.assert_allclose(w(v, "none"), 1.0)
+    np.testing.assert_allclose(w(v, "snr_cap"), np.minimum(1.0, (1 + gamma) / (1 + snr)), rtol=1e-5)
+    np.testing.assert_allclose(w(v, "min_snr"), np.minimum(snr, gamma) / (snr + 1), rtol=1e-5)
+    # the weighted v loss is the x0 error times min(1 + SNR, 1 + gamma) (snr_cap) or min(SNR, gamma)
+    assert w(v, "snr_cap")[0] * (1 + snr[0]) == pytest.approx(1 + gamma, rel=1e-4)
+    assert w(v, "snr_cap")[3] == 1.0 and w(v, "min_snr")[3] == pytest.approx(snr[3] / (1 + snr[3]), rel=1e-4)
+    eps = NoiseSchedule(1000, "cosine", "epsilon")
+    np.testing.assert_allclose(w(eps, "min_snr"), np.minimum(1.0, gamma / snr), rtol=1e-5)
+    np.testing.assert_allclose(w(eps, "snr_cap"), w(eps, "min_snr"))
+    x0 = NoiseSchedule(1000, "cosine", "x0")
+    np.testing.assert_allclose(w(x0, "snr_cap"), 1.0)
+    np.testing.assert_allclose(w(x0, "min_snr"), np.minimum(snr, gamma), rtol=1e-5)
+    with pytest.raises(InputError, match="loss weighting 'p2'"):
+        v.loss_weight(t, "p2", gamma)

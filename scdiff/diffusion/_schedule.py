@@ -15,6 +15,9 @@ import torch
 
 from scdiff._errors import InputError
 
+#: How the training loss weights the timesteps (:meth:`NoiseSchedule.loss_weight`).
+LOSS_WEIGHTINGS = ("snr_cap", "min_snr", "none")
+
 ScheduleName = Literal["linear", "cosine"]
 Prediction = Literal["epsilon", "x0", "v"]
 
@@ -128,6 +131,31 @@ class NoiseSchedule:
         """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) at ``t`` (float32)."""
         ab = torch.as_tensor(self.alphas_cumprod, device=t.device)[t.long()]
         return (ab / (1.0 - ab)).float()
+
+    def loss_weight(self, t: torch.Tensor, weighting: str, gamma: float) -> torch.Tensor:
+        """Per-cell weight on the MSE of this ``prediction``'s target at timesteps ``t``.
+
+        Every target's MSE is the x0 error times a factor of the SNR: ``1 + SNR`` for v,
+        ``SNR`` for epsilon, 1 for x0. The weightings, as that x0 factor:
+
+        - ``"none"``: the target's own (weight 1);
+        - ``"snr_cap"``: the target's own, capped at its value at ``SNR = gamma`` (only
+          the low-noise steps, which dominate the v and epsilon losses, count less);
+        - ``"min_snr"``: ``min(SNR, gamma)`` (Hang et al. 2023, Min-SNR-gamma), which
+          also weights the high-noise steps down (as SNR).
+
+        For epsilon the two are the same.
+        """
+        if weighting not in LOSS_WEIGHTINGS:
+            raise InputError(f"loss weighting {weighting!r} is not one of {', '.join(LOSS_WEIGHTINGS)}.")
+        snr = self.snr(t)
+        if weighting == "none":
+            return torch.ones_like(snr)
+        native = {"v": snr + 1.0, "epsilon": snr, "x0": torch.ones_like(snr)}[self.prediction]
+        if weighting == "snr_cap" or self.prediction == "epsilon":
+            capped = {"v": gamma + 1.0, "epsilon": gamma, "x0": 1.0}[self.prediction]
+            return torch.clamp(capped / native, max=1.0)
+        return torch.clamp(snr, max=gamma) / native
 
     # -- the forward process and targets -----------------------------------------------------
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

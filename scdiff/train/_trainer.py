@@ -20,6 +20,7 @@ from torch import nn
 
 from scdiff._errors import InputError
 from scdiff.diffusion import NoiseSchedule
+from scdiff.diffusion._schedule import LOSS_WEIGHTINGS
 from scdiff.train._data import CellTensors
 
 
@@ -35,6 +36,8 @@ class TrainConfig:
     ema_every: int = 4
     grad_clip: float = 1.0
     p_uncond: float = 0.1
+    loss_weighting: str = "snr_cap"
+    snr_gamma: float = 5.0
     warmup_steps: int = 100
     precision: str = "auto"
     seed: int = 0
@@ -43,6 +46,21 @@ class TrainConfig:
 
     def to_config(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_config(cls, config: dict) -> TrainConfig:
+        """The config as recorded; runs from before loss weighting trained without it."""
+        return cls(**{"loss_weighting": "none", **config})
+
+
+def check_loss_weighting(weighting: str, gamma: float) -> tuple[str, float]:
+    """A valid (loss weighting, gamma) pair, or one clear error."""
+    if weighting not in LOSS_WEIGHTINGS:
+        raise InputError(f"loss_weighting = {weighting!r} needs to be one of {', '.join(LOSS_WEIGHTINGS)}.")
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise InputError(f"snr_gamma = {gamma} needs to be a positive number (the SNR where the "
+                         "weighting caps, e.g. 5).")
+    return weighting, float(gamma)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -308,7 +326,8 @@ class Trainer:
             target = self.schedule.target(x0, noise, t)
             with amp:
                 out = train_net(x_t, t, cats, doses)
-            loss = torch.nn.functional.mse_loss(out.float(), target)
+            per_cell = ((out.float() - target) ** 2).mean(dim=1)
+            loss = (self.schedule.loss_weight(t, cfg.loss_weighting, cfg.snr_gamma) * per_cell).mean()
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
