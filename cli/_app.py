@@ -113,6 +113,10 @@ def train(
     monitor_every: Annotated[int, typer.Option(help="Steps between two monitor evaluations.")] = 250,
     patience: Annotated[int | None, typer.Option(
         help="With --monitor: stop after this many evaluations without improvement.")] = None,
+    loss_weighting: Annotated[str, typer.Option(
+        help="Timestep weights of the loss: snr_cap (nearly clean steps capped at SNR 5), "
+             "min_snr (also noisy steps down; measured better on panels with many more genes "
+             "than cells) or none.")] = "snr_cap",
     quiet: Quiet = False,
 ) -> None:
     """Train a model on DATA and write a run directory (Ctrl-C saves a checkpoint).
@@ -124,6 +128,9 @@ def train(
     from scdiff.data import read_input
     from scdiff.train import is_main_process
 
+    from scdiff.train._trainer import check_loss_weighting
+
+    check_loss_weighting(loss_weighting, 5.0)  # before anything is read or written
     out = out if out is not None else Path("runs") / data.stem
     main = is_main_process()  # under torchrun only rank 0 checks, writes and prints
     if resume and overwrite:
@@ -147,7 +154,8 @@ def train(
         _run.prepare_dir(out, overwrite=overwrite)
     model.train(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, device=device,
                 precision=precision, seed=seed, progress=not quiet, checkpoint_dir=out, resume=resume,
-                monitor=monitor, monitor_every=monitor_every, patience=patience)
+                monitor=monitor, monitor_every=monitor_every, patience=patience,
+                loss_weighting=loss_weighting)
     if not main:
         return
     model.save(out, overwrite=True)

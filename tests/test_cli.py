@@ -39,6 +39,19 @@ def test_train_writes_run(files):
     assert cfg["preprocess"]["input_scale"] == "counts" and "torch" in cfg["versions"]
 
 
+def test_train_loss_weighting_is_recorded_and_checked(files, tmp_path):
+    res = invoke("train", files / "train.h5ad", "-c", "cell_type", "--out", tmp_path / "r",
+                 "--steps", 3, "--loss-weighting", "min_snr", "--quiet")
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["train"]["loss_weighting"] == "min_snr" and cfg["train"]["snr_gamma"] == 5.0
+    assert json.loads((files / "run" / "config.json").read_text())["train"]["loss_weighting"] == "snr_cap"
+    res = invoke("train", files / "train.h5ad", "-c", "cell_type", "--out", tmp_path / "bad",
+                 "--steps", 3, "--loss-weighting", "p2")
+    assert res.exit_code == 1 and "loss_weighting = 'p2' needs to be one of snr_cap, min_snr, none" in res.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_train_refuses_existing_run(files):
     before = (files / "run" / "ema.safetensors").read_bytes()
     res = invoke("train", files / "train.h5ad", "-c", "cell_type", "--out", files / "run", "--steps", 2)
