@@ -127,7 +127,6 @@ def train(
     from scdiff import _run
     from scdiff.data import read_input
     from scdiff.train import is_main_process
-
     from scdiff.train._trainer import check_loss_weighting
 
     check_loss_weighting(loss_weighting, 5.0)  # before anything is read or written

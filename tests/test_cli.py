@@ -48,7 +48,8 @@ def test_train_loss_weighting_is_recorded_and_checked(files, tmp_path):
     assert json.loads((files / "run" / "config.json").read_text())["train"]["loss_weighting"] == "snr_cap"
     res = invoke("train", files / "train.h5ad", "-c", "cell_type", "--out", tmp_path / "bad",
                  "--steps", 3, "--loss-weighting", "p2")
-    assert res.exit_code == 1 and "loss_weighting = 'p2' needs to be one of snr_cap, min_snr, none" in res.output
+    assert res.exit_code == 1
+    assert "loss_weighting = 'p2' needs to be one of snr_cap, min_snr, none" in res.output
     assert not (tmp_path / "bad").exists()
 
 
