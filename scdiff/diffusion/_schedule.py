@@ -94,6 +94,7 @@ class NoiseSchedule:
         self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
         self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
         self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
+        self.snr_values = self.alphas_cumprod / (1.0 - self.alphas_cumprod)  # float64, then cached
         # posterior q(x_{t-1} | x_t, x_0), eqs. (6)-(7) of Ho et al. 2020
         self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
@@ -148,7 +149,8 @@ class NoiseSchedule:
         """
         if weighting not in LOSS_WEIGHTINGS:
             raise InputError(f"loss weighting {weighting!r} is not one of {', '.join(LOSS_WEIGHTINGS)}.")
-        snr = self.snr(t)
+        # gathered from a table cached on t's device (no host copy per training step)
+        snr = self._coef("snr_values", t, torch.empty(0, device=t.device))
         if weighting == "none":
             return torch.ones_like(snr)
         native = {"v": snr + 1.0, "epsilon": snr, "x0": torch.ones_like(snr)}[self.prediction]
