@@ -66,6 +66,10 @@ def distributed(device: torch.device) -> Iterator[torch.device]:
                                 device_id=device if device.type == "cuda" else None)
     try:
         yield device
+        if own:
+            # leave together: a rank tearing gloo down while another still used the group
+            # aborted that one now and then ("terminate called without an active exception")
+            dist.barrier()
     finally:
         if own:
             dist.destroy_process_group()
