@@ -126,10 +126,10 @@ def train(
     """
     from scdiff import _run
     from scdiff.data import read_input
+    from scdiff.diffusion._schedule import check_loss_weighting
     from scdiff.train import is_main_process
-    from scdiff.train._trainer import check_loss_weighting
 
-    check_loss_weighting(loss_weighting, 5.0)  # before anything is read or written
+    check_loss_weighting(loss_weighting)  # before anything is read or written
     out = out if out is not None else Path("runs") / data.stem
     main = is_main_process()  # under torchrun only rank 0 checks, writes and prints
     if resume and overwrite:

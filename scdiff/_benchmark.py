@@ -11,6 +11,7 @@ import pandas as pd
 from scdiff import evaluate as ev
 from scdiff._model import ConditionalDiffusion
 from scdiff.data._io import atomic_write, check_out_dir
+from scdiff.evaluate._inputs import condition_keys
 
 
 def _log_view(model: ConditionalDiffusion, adata: ad.AnnData) -> ad.AnnData:
@@ -27,9 +28,8 @@ def _groups(train: ad.AnnData, condition: str | Sequence[str], dose: str | Seque
     a straw man; a dose with many distinct values (a covariate) would leave one cell per
     group, so it is left out.
     """
-    keys = [condition] if isinstance(condition, str) else list(condition)
-    doses = [] if dose is None else [dose] if isinstance(dose, str) else list(dose)
-    return keys + [d for d in doses if train.obs[d].nunique() <= max_levels]
+    return condition_keys(condition) + [d for d in condition_keys(dose)
+                                        if train.obs[d].nunique() <= max_levels]
 
 
 def benchmark(

@@ -29,6 +29,7 @@ from scdiff.data._library import (
 )
 from scdiff.data._preprocess import expression
 from scdiff.diffusion import Guidance, NoiseSchedule, sample_loop
+from scdiff.diffusion._schedule import check_loss_weighting
 from scdiff.nn import ConditionalMLP
 from scdiff.perturb._pairs import check_dose_encoder, dose_pairs
 from scdiff.train import (
@@ -40,7 +41,7 @@ from scdiff.train import (
     resolve_precision,
 )
 from scdiff.train._distributed import distributed, is_main_process
-from scdiff.train._trainer import check_loss_weighting, scaled_lr
+from scdiff.train._trainer import scaled_lr
 
 MAX_CELLS = 50_000_000
 #: How generated values become exact zeros (see ConditionalDiffusion.sample).
@@ -234,8 +235,8 @@ class ConditionalDiffusion:
             resume_from = (int(meta["step"]), tensors, log)
         else:
             cfg = self._train_config(epochs, steps, batch_size, lr, precision, seed, p_uncond,
-                                     checkpoint_every if checkpoint_dir else 0)
-            cfg.loss_weighting, cfg.snr_gamma = check_loss_weighting(loss_weighting, snr_gamma)
+                                     checkpoint_every if checkpoint_dir else 0,
+                                     check_loss_weighting(loss_weighting, snr_gamma))
         dev = resolve_device(device)
         torch.manual_seed(cfg.seed)
         self.network = ConditionalMLP(**self.network_config)
@@ -303,7 +304,7 @@ class ConditionalDiffusion:
         return data, watcher
 
     def _train_config(self, epochs, steps, batch_size, lr, precision, seed, p_uncond,
-                      checkpoint_every) -> TrainConfig:
+                      checkpoint_every, weighting: tuple[str, float]) -> TrainConfig:
         if lr is None:  # larger batches, larger steps: square-root scaling (Adam)
             lr = scaled_lr(batch_size) if batch_size >= 1 else 1e-3
         if batch_size < 1 or lr <= 0:
@@ -318,6 +319,7 @@ class ConditionalDiffusion:
         every = max(20, (checkpoint_every // 20) * 20) if checkpoint_every else 0
         return TrainConfig(steps=int(steps), batch_size=int(batch_size), lr=float(lr),
                            precision=precision, seed=int(seed), p_uncond=float(p_uncond),
+                           loss_weighting=weighting[0], snr_gamma=weighting[1],
                            warmup_steps=min(100, max(1, steps // 10)), log_every=20,
                            checkpoint_every=every)
 

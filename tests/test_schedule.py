@@ -96,5 +96,5 @@ def test_loss_weights_against_the_formulas():
     x0 = NoiseSchedule(1000, "cosine", "x0")
     np.testing.assert_allclose(w(x0, "snr_cap"), 1.0)
     np.testing.assert_allclose(w(x0, "min_snr"), np.minimum(snr, gamma), rtol=1e-5)
-    with pytest.raises(InputError, match="loss weighting 'p2'"):
+    with pytest.raises(InputError, match="loss_weighting = 'p2'"):
         v.loss_weight(t, "p2", gamma)

@@ -18,6 +18,16 @@ from scdiff._errors import InputError
 #: How the training loss weights the timesteps (:meth:`NoiseSchedule.loss_weight`).
 LOSS_WEIGHTINGS = ("snr_cap", "min_snr", "none")
 
+
+def check_loss_weighting(weighting: str, gamma: float = 5.0) -> tuple[str, float]:
+    """A valid (loss weighting, gamma) pair, or one clear error."""
+    if weighting not in LOSS_WEIGHTINGS:
+        raise InputError(f"loss_weighting = {weighting!r} needs to be one of {', '.join(LOSS_WEIGHTINGS)}.")
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise InputError(f"snr_gamma = {gamma} needs to be a positive number (the SNR where the "
+                         "weighting caps, e.g. 5).")
+    return weighting, float(gamma)
+
 ScheduleName = Literal["linear", "cosine"]
 Prediction = Literal["epsilon", "x0", "v"]
 
@@ -145,12 +155,19 @@ class NoiseSchedule:
         - ``"min_snr"``: ``min(SNR, gamma)`` (Hang et al. 2023, Min-SNR-gamma), which
           also weights the high-noise steps down (as SNR).
 
-        For epsilon the two are the same.
+        For epsilon the two are the same. The weights of all T timesteps are computed once
+        per (weighting, gamma, device) and gathered at ``t``: a training step only indexes.
         """
-        if weighting not in LOSS_WEIGHTINGS:
-            raise InputError(f"loss weighting {weighting!r} is not one of {', '.join(LOSS_WEIGHTINGS)}.")
-        # gathered from a table cached on t's device (no host copy per training step)
-        snr = self._coef("snr_values", t, torch.empty(0, device=t.device))
+        key = ("loss_weight", weighting, float(gamma), t.device)
+        table = self._cache.get(key)
+        if table is None:
+            table = self._loss_weight_table(*check_loss_weighting(weighting, gamma)).to(t.device)
+            self._cache[key] = table
+        return table[t.long()]
+
+    def _loss_weight_table(self, weighting: str, gamma: float) -> torch.Tensor:
+        """:meth:`loss_weight` at every timestep (float32, on the CPU)."""
+        snr = torch.as_tensor(self.snr_values, dtype=torch.float32)
         if weighting == "none":
             return torch.ones_like(snr)
         native = {"v": snr + 1.0, "epsilon": snr, "x0": torch.ones_like(snr)}[self.prediction]

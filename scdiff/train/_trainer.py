@@ -20,7 +20,6 @@ from torch import nn
 
 from scdiff._errors import InputError
 from scdiff.diffusion import NoiseSchedule
-from scdiff.diffusion._schedule import LOSS_WEIGHTINGS
 from scdiff.train._data import CellTensors
 
 
@@ -51,16 +50,6 @@ class TrainConfig:
     def from_config(cls, config: dict) -> TrainConfig:
         """The config as recorded; runs from before loss weighting trained without it."""
         return cls(**{"loss_weighting": "none", **config})
-
-
-def check_loss_weighting(weighting: str, gamma: float) -> tuple[str, float]:
-    """A valid (loss weighting, gamma) pair, or one clear error."""
-    if weighting not in LOSS_WEIGHTINGS:
-        raise InputError(f"loss_weighting = {weighting!r} needs to be one of {', '.join(LOSS_WEIGHTINGS)}.")
-    if not (math.isfinite(gamma) and gamma > 0):
-        raise InputError(f"snr_gamma = {gamma} needs to be a positive number (the SNR where the "
-                         "weighting caps, e.g. 5).")
-    return weighting, float(gamma)
 
 
 def resolve_device(device: str) -> torch.device:
