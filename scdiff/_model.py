@@ -437,7 +437,7 @@ class ConditionalDiffusion:
         if counts or zeros == "cell":  # one drawn library size per cell serves both
             lib = draw_library_sizes(self.library, frame, self.encoder.keys, rng)
         if zeros == "cell":
-            X = round_below_one_read(X, lib, rng, target_sum=self.preprocessor.target_sum)
+            X = round_below_one_read(X, lib, rng, target_sum=self.preprocessor.target_sum, copy=False)
         obs = self.encoder.to_obs(frame)
         obs.index = pd.Index([f"gen-{i}" for i in range(len(obs))])
         out = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(self.genes)))

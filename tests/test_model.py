@@ -243,6 +243,25 @@ def test_round_below_one_read_keeps_the_mean_and_large_values():
                 assert abs(out[i, cols].mean() - v) < 0.03
 
 
+def test_round_below_one_read_blocks_and_in_place_give_the_same_cells():
+    from scdiff.data._library import round_below_one_read
+
+    rng = np.random.default_rng(3)
+    x = rng.gamma(0.3, 1.0, (301, 77)).astype(np.float32)  # odd sizes: float32 draws pair up
+    lib = rng.uniform(500, 20000, 301)
+    whole = round_below_one_read(x, lib, np.random.default_rng(7), block_rows=301)
+    assert not np.array_equal(whole, x)  # something was rounded
+    for rows in (1, 7, 4096):
+        np.testing.assert_array_equal(round_below_one_read(x, lib, np.random.default_rng(7), block_rows=rows),
+                                      whole)
+    y = x.copy()
+    out = round_below_one_read(y, lib, np.random.default_rng(7), copy=False, block_rows=10)
+    assert out is y
+    np.testing.assert_array_equal(y, whole)
+    with pytest.raises(scdiff.InputError, match="block_rows = 0"):
+        round_below_one_read(x, lib, np.random.default_rng(7), block_rows=0)
+
+
 def test_zeros_rejects_bad_values_and_cell_without_library_sizes(tiny_run):
     model = scdiff.ConditionalDiffusion.load(tiny_run[0])
     with pytest.raises(scdiff.InputError, match="zeros = 'sparse' needs to be one of"):

@@ -77,7 +77,8 @@ def counts_from_log(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.random
 
 
 def round_below_one_read(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.random.Generator,
-                         target_sum: float = 1e4) -> np.ndarray:
+                         target_sum: float = 1e4, *, copy: bool = True,
+                         block_rows: int = 4096) -> np.ndarray:
     """Values below one read at the cell's depth become 0 or one read, keeping the mean.
 
     Real log-normalised expression is 0 or at least ``log1p(target_sum / library_size)``
@@ -85,6 +86,11 @@ def round_below_one_read(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.r
     read with probability ``x / one_read`` and 0 otherwise, so the expected value (and
     each gene's mean, which perturbation scores compare) is kept while the zeros become
     as frequent as real ones.
+
+    ``copy=False`` rounds a float32 ``log_x`` in place. The work runs ``block_rows``
+    cells at a time, so its temporaries stay a few block-sized arrays rather than
+    several copies of the matrix; the uniforms are drawn block after block from one
+    stream, so the result does not depend on ``block_rows``.
 
     Examples
     --------
@@ -94,11 +100,15 @@ def round_below_one_read(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.r
     ([0.0, 2.0], 0.5)
     """
     read = np.log1p(target_sum / np.asarray(library_sizes, dtype=np.float64))[:, None].astype(np.float32)
-    out = np.array(log_x, dtype=np.float32, copy=True)
-    gap = (out > 0) & (out < read)
-    u = rng.random(out.shape, dtype=np.float32)
-    up = gap & (u < out / read)
-    out[gap] = 0.0
-    out[up] = np.broadcast_to(read, out.shape)[up]
+    out = np.array(log_x, dtype=np.float32, copy=True) if copy else np.asarray(log_x, dtype=np.float32)
+    if block_rows < 1:
+        raise InputError(f"block_rows = {block_rows} needs to be at least 1.")
+    for start in range(0, out.shape[0], block_rows):
+        block, one = out[start:start + block_rows], read[start:start + block_rows]
+        u = rng.random(block.shape, dtype=np.float32)
+        gap = (block > 0) & (block < one)
+        up = gap & (u < block / one)
+        block[gap] = 0.0
+        block[up] = np.broadcast_to(one, block.shape)[up]
     return out
 
