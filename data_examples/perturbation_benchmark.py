@@ -55,6 +55,41 @@ def simulated(encoder: str, dose_by, seed: int, steps, device: str, per_group: i
                       train_s=round(took, 1), steps=model.train_config.steps)
 
 
+def _params() -> dict:
+    return dict(ad.read_h5ad(HERE / "simulated.h5ad", backed="r").uns["simulation"])
+
+
+def _additive_oracle(params: dict, ct: str, drug: str) -> dict:
+    """The true model with ``ct``'s log fold change for ``drug`` replaced by the mean of
+    the other cell types' (exact Hill curves): what a drug acting alike everywhere gives."""
+    import copy
+
+    oracle = copy.deepcopy(params)
+    lfc = np.array(oracle["max_lfc"][drug], dtype=float)
+    c = [str(x) for x in oracle["cell_types"]].index(ct)
+    lfc[c] = np.delete(lfc, c, axis=0).mean(axis=0)
+    oracle["max_lfc"] = {**oracle["max_lfc"], drug: lfc.tolist()}
+    return oracle
+
+
+def _score_truths(real: ad.AnnData, train: ad.AnnData, ct: str, drug: str,
+                  predictors: list[tuple[str, dict]], per_group: int) -> pd.DataFrame:
+    """``real``'s conditions of (ct, drug) scored with each parameter set's true means."""
+    from scdiff.datasets import true_mean
+
+    doses = sorted(real.obs["dose"].unique())
+    rows = []
+    for name, p in predictors:
+        X = np.vstack([np.repeat(true_mean(p, cell_type=ct, drug=drug, dose=d)[None], per_group, 0)
+                       for d in doses])
+        obs = pd.DataFrame({"cell_type": ct, "drug": drug, "dose": np.repeat(doses, per_group)})
+        obs.index = obs.index.astype(str)
+        fake = ad.AnnData(X.astype(np.float32), obs=obs, var=real.var.copy())
+        table = evaluate_perturbation(real, fake, train=train, baselines=False)
+        rows.append(summarize(table).reset_index().assign(method=name))
+    return pd.concat(rows, ignore_index=True)
+
+
 def ceilings(per_group: int = 10) -> pd.DataFrame:
     """The held-out combination scored with two ground-truth predictors.
 
@@ -65,31 +100,74 @@ def ceilings(per_group: int = 10) -> pd.DataFrame:
     simulator draws a scale per (drug, cell type) and some responders react in one
     cell type only, which no training cell shows for type_2 x drugB.
     """
-    import copy
+    train = ad.read_h5ad(HERE / "simulated_train.h5ad")
+    test = ad.read_h5ad(HERE / "simulated_test.h5ad")
+    params = _params()
+    real = test[test.obs["holdout"] == "combination"]
+    (ct, drug), = real.obs[["cell_type", "drug"]].astype(str).drop_duplicates().itertuples(index=False)
+    return _score_truths(real, train, ct, drug,
+                         [("truth", params), ("additive oracle", _additive_oracle(params, ct, drug))],
+                         per_group)
 
+
+def pair_oracles(per_group: int = 10) -> pd.DataFrame:
+    """The additive oracle's ``r2_delta_top`` with each (cell type, drug) pair held out in turn.
+
+    All cells of the pair (``simulated.h5ad``, both splits) are the held-out ones and every
+    other cell the training data, so the figure for type_2 x drugB differs from
+    :func:`ceilings`' (which scores the 100 test cells per dose against the training split).
+    Shows how much the combination bar depends on which pair the simulator holds out.
+    """
+    full = ad.read_h5ad(HERE / "simulated.h5ad")
+    params = _params()
+    treated = [str(d) for d in full.obs["drug"].cat.categories if d != params["control"]]
+    rows = []
+    for ct in [str(c) for c in full.obs["cell_type"].cat.categories]:
+        for drug in treated:
+            pair = ((full.obs["cell_type"] == ct) & (full.obs["drug"] == drug)).to_numpy()
+            got = _score_truths(full[pair], full[~pair], ct, drug,
+                                [("truth", params), ("additive oracle", _additive_oracle(params, ct, drug))],
+                                per_group).set_index("method")["r2_delta_top"]
+            rows.append({"cell_type": ct, "drug": drug, "truth": got["truth"],
+                         "additive_oracle": got["additive oracle"]})
+    return pd.DataFrame(rows)
+
+
+def low_dose_noise(n_top: int = 20, small: float = 0.05) -> pd.DataFrame:
+    """What ``r2_delta_top`` measures at each dose of the held-out combination (no model).
+
+    For the top DE genes (as :func:`scdiff.perturb.evaluate_perturbation` ranks them: the
+    real test cells against the cell type's training controls): how many have a true
+    change (simulator means) below ``small``, the median true change, the median error
+    of the training control mean, and the share of the measured change's sum of squares
+    that the true change accounts for.
+    """
     from scdiff.datasets import true_mean
 
     train = ad.read_h5ad(HERE / "simulated_train.h5ad")
     test = ad.read_h5ad(HERE / "simulated_test.h5ad")
-    params = dict(ad.read_h5ad(HERE / "simulated.h5ad", backed="r").uns["simulation"])
+    params = _params()
     real = test[test.obs["holdout"] == "combination"]
     (ct, drug), = real.obs[["cell_type", "drug"]].astype(str).drop_duplicates().itertuples(index=False)
-    doses = sorted(real.obs["dose"].unique())
-    oracle = copy.deepcopy(params)
-    lfc = np.array(oracle["max_lfc"][drug], dtype=float)
-    c = [str(x) for x in oracle["cell_types"]].index(ct)
-    lfc[c] = np.delete(lfc, c, axis=0).mean(axis=0)
-    oracle["max_lfc"] = {**oracle["max_lfc"], drug: lfc.tolist()}
+    ctrl = train[(train.obs["cell_type"] == ct) & (train.obs["drug"] == params["control"])]
+
+    def dense(a: ad.AnnData) -> np.ndarray:
+        return a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
+
+    base, base_var = dense(ctrl).mean(0), dense(ctrl).var(0, ddof=1)
+    true_base = true_mean(params, cell_type=ct, drug=params["control"], dose=0.0)
     rows = []
-    for name, p in [("truth", params), ("additive oracle", oracle)]:
-        X = np.vstack([np.repeat(true_mean(p, cell_type=ct, drug=drug, dose=d)[None], per_group, 0)
-                       for d in doses])
-        obs = pd.DataFrame({"cell_type": ct, "drug": drug, "dose": np.repeat(doses, per_group)})
-        obs.index = obs.index.astype(str)
-        fake = ad.AnnData(X.astype(np.float32), obs=obs, var=real.var.copy())
-        table = evaluate_perturbation(real, fake, train=train, baselines=False)
-        rows.append(summarize(table).reset_index().assign(method=name))
-    return pd.concat(rows, ignore_index=True)
+    for d in sorted(real.obs["dose"].unique()):
+        cells = dense(real[real.obs["dose"] == d])
+        delta = cells.mean(0) - base
+        t = delta / np.sqrt(cells.var(0, ddof=1) / len(cells) + base_var / ctrl.n_obs + 1e-12)
+        top = np.argsort(-np.abs(t), kind="stable")[:n_top]
+        true_delta = (true_mean(params, cell_type=ct, drug=drug, dose=d) - true_base)[top]
+        rows.append({"dose": d, f"true_change_below_{small}": int((np.abs(true_delta) < small).sum()),
+                     "median_true_change": float(np.median(np.abs(true_delta))),
+                     "median_control_mean_error": float(np.median(np.abs(base - true_base)[top])),
+                     "true_share_of_ss": float((true_delta ** 2).sum() / (delta[top] ** 2).sum())})
+    return pd.DataFrame(rows)
 
 
 def _ridge(X: np.ndarray, y: np.ndarray, lam: float = 10.0):
@@ -142,9 +220,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench"))
     parser.add_argument("--ceilings", action="store_true",
                         help="only score the held-out combination's truth and additive oracle")
+    parser.add_argument("--pair-oracles", action="store_true",
+                        help="only the additive oracle with each (cell type, drug) pair held out")
+    parser.add_argument("--low-dose", action="store_true",
+                        help="only what r2_delta_top measures at each dose of the held-out combination")
     args = parser.parse_args()
-    if args.ceilings:
-        print(ceilings().round(3).to_string())
+    for flag, table in ((args.ceilings, ceilings), (args.pair_oracles, pair_oracles),
+                        (args.low_dose, low_dose_noise)):
+        if flag:
+            print(table().round(3).to_string())
+    if args.ceilings or args.pair_oracles or args.low_dose:
         return
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -145,8 +145,7 @@ def test_cli_dose_response_and_translation(tiny_run, tmp_path):
     assert fake.n_obs == adata.n_obs and (fake.obs["dose"] == 10.0).all()
 
 
-def test_ceilings_rank_truth_above_the_additive_oracle_above_the_additive_baseline():
-    """perturbation_benchmark --ceilings: what the held-out combination allows at best."""
+def _perturbation_benchmark():
     import importlib.util
     from pathlib import Path
 
@@ -154,9 +153,32 @@ def test_ceilings_rank_truth_above_the_additive_oracle_above_the_additive_baseli
     spec = importlib.util.spec_from_file_location("perturbation_benchmark", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    got = bench.ceilings(per_group=2).set_index("method")["r2_delta_top"]
+    return bench
+
+
+def test_ceilings_rank_truth_above_the_additive_oracle_above_the_additive_baseline():
+    """perturbation_benchmark --ceilings: what the held-out combination allows at best."""
+    got = _perturbation_benchmark().ceilings(per_group=2).set_index("method")["r2_delta_top"]
     assert list(got.index) == ["truth", "additive oracle"]
     # the truth is limited only by the 100 real cells per dose; the oracle also by what
     # training data cannot show; the plain additive baseline scores 0.45 on this split
     assert 0.85 < got["truth"] <= 1.0
     assert 0.6 < got["additive oracle"] < got["truth"] - 0.05
+
+
+def test_pair_oracles_cover_every_pair_and_the_oracle_never_beats_the_truth():
+    """perturbation_benchmark --pair-oracles: how much the bar depends on the held-out pair."""
+    got = _perturbation_benchmark().pair_oracles(per_group=2)
+    assert len(got) == 6 and set(got["drug"]) == {"drugA", "drugB"}
+    assert (got["additive_oracle"] <= got["truth"] + 1e-9).all()
+    assert got["additive_oracle"].max() - got["additive_oracle"].min() > 0.2  # the pair matters
+
+
+def test_low_dose_scores_measure_the_control_mean_more_than_the_response():
+    """perturbation_benchmark --low-dose: at dose 10 the top genes barely respond."""
+    got = _perturbation_benchmark().low_dose_noise().set_index("dose")
+    assert list(got.index) == [10.0, 50.0, 100.0, 500.0, 1000.0]
+    share = got["true_share_of_ss"]
+    assert share[10.0] < 0.1 < 0.8 < share[500.0]
+    assert got["true_change_below_0.05"][10.0] > 10 and got["true_change_below_0.05"][1000.0] == 0
+    assert (got["median_true_change"].diff().dropna() > 0).all()
