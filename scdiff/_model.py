@@ -234,9 +234,10 @@ class ConditionalDiffusion:
             log = _run.log_rows(tensors.pop("log"))
             resume_from = (int(meta["step"]), tensors, log)
         else:
-            cfg = self._train_config(epochs, steps, batch_size, lr, precision, seed, p_uncond,
-                                     checkpoint_every if checkpoint_dir else 0,
-                                     check_loss_weighting(loss_weighting, snr_gamma))
+            cfg = self._train_config(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
+                                     precision=precision, seed=seed, p_uncond=p_uncond,
+                                     checkpoint_every=checkpoint_every if checkpoint_dir else 0,
+                                     weighting=check_loss_weighting(loss_weighting, snr_gamma))
         dev = resolve_device(device)
         torch.manual_seed(cfg.seed)
         self.network = ConditionalMLP(**self.network_config)
@@ -303,8 +304,9 @@ class ConditionalDiffusion:
                                 self.encoder.attributes, patience=patience, seed=seed)
         return data, watcher
 
-    def _train_config(self, epochs, steps, batch_size, lr, precision, seed, p_uncond,
-                      checkpoint_every, weighting: tuple[str, float]) -> TrainConfig:
+    def _train_config(self, *, epochs: int | None, steps: int | None, batch_size: int,
+                      lr: float | None, precision: str, seed: int, p_uncond: float,
+                      checkpoint_every: int, weighting: tuple[str, float]) -> TrainConfig:
         if lr is None:  # larger batches, larger steps: square-root scaling (Adam)
             lr = scaled_lr(batch_size) if batch_size >= 1 else 1e-3
         if batch_size < 1 or lr <= 0:
