@@ -182,3 +182,12 @@ def test_low_dose_scores_measure_the_control_mean_more_than_the_response():
     assert share[10.0] < 0.1 < 0.8 < share[500.0]
     assert got["true_change_below_0.05"][10.0] > 10 and got["true_change_below_0.05"][1000.0] == 0
     assert (got["median_true_change"].diff().dropna() > 0).all()
+
+
+def test_top_de_genes_ranks_by_welch_t_not_by_the_raw_change():
+    from scdiff.perturb._metrics import top_de_genes
+
+    delta = np.array([1.0, 0.5, -0.8, 0.0])
+    var = np.array([100.0, 0.01, 0.04, 1.0])  # gene 0 changes most but is noisiest
+    # t = delta / sqrt(var / 10 + 0.01 / 10): 0.316, 11.18, -11.31, 0
+    np.testing.assert_array_equal(top_de_genes(delta, var, 10, np.full(4, 0.01), 10, 3), [2, 1, 0])

@@ -99,10 +99,10 @@ def round_below_one_read(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.r
     >>> sorted(np.unique(out).round(3).tolist()), round(float(out.mean()), 1)
     ([0.0, 2.0], 0.5)
     """
-    read = np.log1p(target_sum / np.asarray(library_sizes, dtype=np.float64))[:, None].astype(np.float32)
-    out = np.array(log_x, dtype=np.float32, copy=True) if copy else np.asarray(log_x, dtype=np.float32)
     if block_rows < 1:
         raise InputError(f"block_rows = {block_rows} needs to be at least 1.")
+    read = np.log1p(target_sum / np.asarray(library_sizes, dtype=np.float64))[:, None].astype(np.float32)
+    out = np.array(log_x, dtype=np.float32, copy=True) if copy else np.asarray(log_x, dtype=np.float32)
     for start in range(0, out.shape[0], block_rows):
         block, one = out[start:start + block_rows], read[start:start + block_rows]
         u = rng.random(block.shape, dtype=np.float32)

@@ -44,6 +44,17 @@ def r2_score(truth: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 - float(((truth - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
 
 
+def top_de_genes(delta: np.ndarray, var: np.ndarray, n: float, base_var: np.ndarray, n_base: float,
+                 n_top: int) -> np.ndarray:
+    """Indices of the ``n_top`` genes with the largest Welch t of a group against its control.
+
+    ``delta`` is the group's mean minus the control's; ``var``/``base_var`` the two
+    variances and ``n``/``n_base`` the cell counts (ties keep the gene order).
+    """
+    t_stat = delta / np.sqrt(var / n + base_var / n_base + 1e-12)
+    return np.argsort(-np.abs(t_stat), kind="stable")[:n_top]
+
+
 def evaluate_perturbation(
     real: AnnData,
     generated: AnnData | None,
@@ -120,8 +131,7 @@ def evaluate_perturbation(
     for row_i, i in enumerate(treated):
         base, base_var, n_base = _lookup(ctrl, keys[i][:-2], design)
         delta = mu[i] - base
-        t_stat = delta / np.sqrt(var[i] / count[i] + base_var / n_base + 1e-12)
-        top = np.argsort(-np.abs(t_stat), kind="stable")[:n_top]
+        top = top_de_genes(delta, var[i], count[i], base_var, n_base, n_top)
         for method, pred in preds.items():
             hat = pred[row_i]
             rows.append({
