@@ -62,6 +62,17 @@ def test_hvg_selection_keeps_variable_genes(counts_adata):
     assert list(idx) == sorted(idx)
 
 
+def test_hvg_selection_under_copy_on_write(counts_adata):
+    # pandas 3 makes copy-on-write the only mode: to_numpy() views are read-only there
+    # (found on a GPU machine with pandas 3.0.6: the wide data set failed to preprocess)
+    X = log_normalize(counts_adata.X).toarray()
+    X[:, 1] = 0  # a gene never expressed must rank last
+    expected = select_hvg(X, counts_adata.var_names, 5)
+    with pd.option_context("mode.copy_on_write", True):
+        assert list(select_hvg(X, counts_adata.var_names, 5)) == list(expected)
+    assert 1 not in expected
+
+
 def test_missing_layer_and_genes(counts_adata):
     with pytest.raises(InputError, match="layer 'counts' not found"):
         Preprocessor.fit(counts_adata, layer="counts")

@@ -77,8 +77,9 @@ def select_hvg(X, var_names: pd.Index, n_top: int) -> np.ndarray:
     frame = pd.DataFrame({"d": log_disp, "bin": bins})
     grp = frame.groupby("bin")["d"]
     norm = (frame["d"] - grp.transform("mean")) / grp.transform("std").replace(0, 1).fillna(1)
-    norm = norm.fillna(0).to_numpy()
-    norm[mean <= 0] = -np.inf
+    # np.where, not an in-place write: under pandas' copy-on-write (pandas 3) to_numpy()
+    # returns a read-only view
+    norm = np.where(mean > 0, norm.fillna(0).to_numpy(), -np.inf)
     top = np.argsort(-norm, kind="stable")[:n_top]
     return np.sort(top)
 
