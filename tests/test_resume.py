@@ -109,3 +109,26 @@ def test_run_with_a_pickle_is_refused(tiny_run, tmp_path):
     torch.save({"x": torch.zeros(1)}, copy / "extra.pt")
     with pytest.raises(RunError, match="pickle"):
         scdiff.ConditionalDiffusion.load(copy)
+
+
+def test_ranks_resuming_from_one_checkpoint_get_their_own_streams():
+    # every rank restores rank 0's generator states; ranks > 0 must then draw afresh,
+    # else they share rank 0's timesteps, noise and dropout masks from the resume on
+    from scdiff.train._trainer import reseed_rank
+
+    state = torch.Generator().manual_seed(11).get_state()
+
+    def draws(rank, step):
+        gen = torch.Generator()
+        gen.set_state(state)
+        torch.manual_seed(0)
+        if rank > 0:
+            reseed_rank(gen, gen, seed=3, rank=rank, step=step)
+        return torch.randn(8, generator=gen), torch.rand(8)  # trainer's stream, dropout's
+
+    r0, r1, r2 = draws(0, 55), draws(1, 55), draws(2, 55)
+    assert torch.equal(r0[0], torch.randn(8, generator=torch.Generator().manual_seed(11)))
+    for a, b in [(r0, r1), (r1, r2), (r1, draws(1, 80))]:
+        assert not torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
+    again = draws(1, 55)  # a rank's resumed stream depends on (seed, rank, step) alone
+    assert torch.equal(r1[0], again[0]) and torch.equal(r1[1], again[1])

@@ -210,6 +210,9 @@ def checkpoint_tensors(net: nn.Module, ema: EMA, opt: torch.optim.Optimizer,
     out["rng.torch"] = torch.get_rng_state()
     if device_gen is not None and device_gen is not gen:
         out["rng.device"] = device_gen.get_state()
+    if device_gen is not None and device_gen.device.type == "cuda":
+        # the network's dropout draws from the device's default generator, not from ours
+        out["rng.cuda"] = torch.cuda.get_rng_state(device_gen.device)
     return out
 
 
@@ -229,6 +232,24 @@ def restore_checkpoint(tensors: dict[str, torch.Tensor], net: nn.Module, ema: EM
     torch.set_rng_state(tensors["rng.torch"])
     if device_gen is not None and device_gen is not gen and "rng.device" in tensors:
         device_gen.set_state(tensors["rng.device"])
+    if device_gen is not None and device_gen.device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device_gen.device)
+
+
+def reseed_rank(gen: torch.Generator, device_gen: torch.Generator, seed: int, rank: int,
+                step: int) -> None:
+    """Fresh random streams for a rank other than 0 that resumes from rank 0's checkpoint.
+
+    The checkpoint holds rank 0's generator states; restored on every rank, they would
+    give all ranks the same timesteps, noise and dropout masks from then on. Each rank
+    other than 0 reseeds from (seed, rank, step) instead: a resumed multi-process run is
+    then equal to an uninterrupted one in distribution, not bit for bit.
+    """
+    s = int(seed) + 1_000_003 * int(rank) + 7_919 * int(step)
+    torch.manual_seed(s)  # the CPU and every CUDA device: the network's dropout
+    gen.manual_seed(s)
+    if device_gen is not gen:
+        device_gen.manual_seed(s + 1)
 
 
 class Trainer:
@@ -288,6 +309,8 @@ class Trainer:
         if resume is not None:
             start, tensors, log = resume
             restore_checkpoint(tensors, net, ema, opt, gen, dgen)
+            if rank > 0:
+                reseed_rank(gen, dgen, cfg.seed, rank, start)
             log = list(log)
         shard = data.shard(rank, world).to(device)
         batches = shard.batches(max(1, cfg.batch_size // world), cfg.seed + 7919 * rank, start)
