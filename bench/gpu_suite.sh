@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole fast test suite and the fidelity benchmark on a CUDA machine, plus one
+# throughput row: the CUDA paths of training, sampling, translation and the CLI, which
+# CI (CPU only) never runs. From the repository root, on a machine with torch + CUDA:
+#   bash bench/gpu_suite.sh [OUT_DIR]          (about 5 minutes on one H100/H200)
+# Packages that the machine lacks (anndata, scanpy and their pure-Python needs) may be
+# carried as wheels in .whl/ (see ../.library/device/README.md); they are installed into
+# /tmp/site. anndata 0.12 needs pandas < 3: where the machine has pandas 3, carry
+# pandas 2.3.3 with pytz and tzdata too. Logs go to OUT_DIR (default bench/results/gpu).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR="${1:-bench/results/gpu}"
+mkdir -p "$OUT_DIR"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+# the typer app installs as scdiff.cli (pyproject's package-dir); without an install,
+# a link gives the same import path
+[ -e scdiff/cli ] || ln -s ../cli scdiff/cli
+export PYTHONPATH="$PWD:$PYTHONPATH" MPLBACKEND=Agg PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 - <<'PY' | tee "$OUT_DIR/versions.txt"
+import importlib
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name())
+for m in ("numpy", "pandas", "scipy", "sklearn", "anndata", "scanpy", "typer"):
+    print(m, importlib.import_module(m).__version__)
+PY
+# 1. fidelity with training on the GPU (scoring on the CPU), beside the test suite
+OMP_NUM_THREADS=4 timeout 330 python3 -m bench.fidelity --seeds 0,1 --train '{"device": "cuda"}' \
+    --out "$OUT_DIR" --tag _cuda >"$OUT_DIR/fidelity.log" 2>&1 &
+FID=$!
+# 2. the fast suite: every test that trains or samples with device "auto" runs on CUDA
+OMP_NUM_THREADS=1 timeout 300 python3 -m pytest -q -n 8 -p no:cacheprovider \
+    -o addopts="-m 'not slow'" >"$OUT_DIR/pytest.log" 2>&1
+echo "pytest exit $?"; tail -n 40 "$OUT_DIR/pytest.log"
+wait $FID; echo "fidelity exit $?"; tail -n 120 "$OUT_DIR/fidelity.log"
+# 3. throughput of the default network on the GPU, alone on the machine
+timeout 150 python3 -m bench --device cuda --precision fp32 bf16 --cells 200000 --batch 4096 \
+    --steps 40 --sample-cells 65536 --sample-steps 20 --repeats 1 2>&1 | tee "$OUT_DIR/throughput.log"
