@@ -7,11 +7,12 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
 from scdiff import InputError
-from scdiff.datasets import _simulate, _truth, hill_curve, simulate, true_mean
+from scdiff.datasets import _simulate, _truth, hill_curve, sample_truth, simulate, true_mean
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data_examples"
 
@@ -303,3 +304,44 @@ def test_immune_wide_panel_is_wide_with_few_cells_per_cluster():
     assert len(sizes) == 8 and sizes.min() < 10  # few cells per type
     x = train.X.data
     assert np.allclose(x, np.round(x)) and x.min() >= 1  # UMI counts
+
+
+# --- fresh cells from the ground truth -----------------------------------------
+
+
+def test_sample_truth_draws_the_simulators_distribution(sim):
+    obs = sim.obs[(sim.obs["cell_type"] == "type_1") & (sim.obs["drug"] == "drugA")
+                  & (sim.obs["dose"] == 1000.0)]
+    many = pd.concat([obs] * 40)  # ~1,400 cells of one condition
+    many.index = [f"c{i}" for i in range(len(many))]
+    fresh = sample_truth(sim, many, seed=5)
+    assert fresh.shape == (len(many), sim.n_vars) and list(fresh.var_names) == list(sim.var_names)
+    assert fresh.obs[["cell_type", "drug", "dose"]].equals(many[["cell_type", "drug", "dose"]])
+    counts = fresh.layers["counts"].toarray()
+    np.testing.assert_allclose(fresh.obs["n_counts"], counts.sum(1))
+    np.testing.assert_allclose(fresh.X.toarray(), _truth.log_normalize(counts), rtol=1e-5, atol=1e-6)
+    mu = true_mean(sim, cell_type="type_1", drug="drugA", dose=1000.0)
+    # the Monte Carlo mean of ~1,400 cells: standard error about 0.02 per gene
+    assert np.abs(np.asarray(fresh.X.mean(0)).ravel() - mu).max() < 0.12
+    # the spread matches the simulator's own cells of that condition, gene by gene
+    real = sim[obs.index].X.toarray()
+    r = np.corrcoef(real.var(0), fresh.X.toarray().var(0))[0, 1]
+    assert r > 0.9, r
+
+
+def test_sample_truth_seeds_doses_and_errors(sim):
+    obs = sim.obs.iloc[:50]
+    one, again = sample_truth(sim, obs, seed=1), sample_truth(sim.uns["simulation"], obs, seed=1)
+    assert (one.X != again.X).nnz == 0
+    assert (one.X != sample_truth(sim, obs, seed=2).X).nnz > 0
+    # any dose, also one never simulated
+    unseen = pd.concat([obs.assign(cell_type="type_0", drug="drugB", dose=250.0)] * 20)
+    fresh = sample_truth(sim, unseen.set_axis([f"u{i}" for i in range(len(unseen))]), seed=0)
+    mu = true_mean(sim, cell_type="type_0", drug="drugB", dose=250.0)
+    assert np.abs(np.asarray(fresh.X.mean(0)).ravel() - mu).max() < 0.15
+    with pytest.raises(InputError, match="no column 'dose'"):
+        sample_truth(sim, obs.drop(columns="dose"))
+    with pytest.raises(InputError, match="non-numeric"):
+        sample_truth(sim, obs.assign(dose="high"))
+    with pytest.raises(InputError, match="cell_type = 'type_9'"):
+        sample_truth(sim, obs.assign(cell_type="type_9"))

@@ -5,6 +5,6 @@ data set live in the repository's ``data_examples/`` folder.
 """
 
 from scdiff.datasets._simulate import simulate
-from scdiff.datasets._truth import hill_curve, true_mean
+from scdiff.datasets._truth import hill_curve, sample_truth, true_mean
 
-__all__ = ["hill_curve", "simulate", "true_mean"]
+__all__ = ["hill_curve", "sample_truth", "simulate", "true_mean"]
