@@ -49,3 +49,29 @@ def test_gaussian_groups_by_a_dose_measured_at_few_levels_only():
     assert _groups(a, "cell_type", "dose") == ["cell_type", "dose"]
     assert _groups(a, ["cell_type"], ["dose", "score"]) == ["cell_type", "dose"]
     assert _groups(a, "cell_type", None) == ["cell_type"]
+
+
+def test_check_scores_any_column_such_as_the_truth():
+    t = table(mmd=(0.20, 0.29, 0.25)).assign(truth=[0.205])
+    assert fidelity.check(t).loc["mmd", "met"] == "no"
+    truth = fidelity.check(t, "truth")
+    assert truth.loc["mmd", "truth"] == 0.205 and truth.loc["mmd", "met"] == "yes"
+
+
+def test_truth_column_scores_fresh_cells_of_the_simulator():
+    train, test, opts = fidelity.load("simulated")
+    col = fidelity.truth_column(train, test, opts["condition"], seed=0)
+    # a second sample of the truth sits near the real-vs-real floor on the distances
+    assert abs(col["mmd"] - 0.1236) < 0.01 and col["copy_fraction"] == 0
+
+
+def test_wine_world_truth_is_near_the_floor_and_the_gaussian_is_not():
+    from bench import wine_world
+
+    truth, n_train, n_test, var = wine_world.gaussian_truth()
+    assert sum(n_train.values()) == 124 and sum(n_test.values()) == 54
+    rows = [row for r in range(3) for row in wine_world.replicate(r, truth, n_train, n_test, var, False)]
+    df = pd.DataFrame(rows)
+    gaps = df[df["metric"] == "mmd"].groupby("generator")["gap"].mean()
+    assert gaps["truth"] < gaps["gaussian"]
+    assert "all five at once" in wine_world.summarize(df)
