@@ -28,6 +28,10 @@ print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_dev
 for m in ("numpy", "pandas", "scipy", "sklearn", "anndata", "scanpy", "typer"):
     print(m, importlib.import_module(m).__version__)
 PY
+# anndata 0.12 cannot write string indexes under pandas 3 (it requires pandas < 3): stop
+# here rather than spend device time on dozens of failures that say nothing about scdiff
+python3 -c "import pandas, sys; sys.exit(int(pandas.__version__.split('.')[0]) >= 3)" || {
+    echo "pandas >= 3 here: carry pandas 2.3.3, pytz and tzdata wheels in .whl/ (see above)"; exit 2; }
 # 1. fidelity with training on the GPU (scoring on the CPU), beside the test suite
 OMP_NUM_THREADS=4 timeout 330 python3 -m bench.fidelity --seeds 0,1 --train '{"device": "cuda"}' \
     --out "$OUT_DIR" --tag _cuda >"$OUT_DIR/fidelity.log" 2>&1 &
