@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  measured {title} {rows[-1].precision}", file=sys.stderr, flush=True)
             full = (f"{title}, {args.genes} genes, batch {args.batch}, {args.device}, "
                     f"{args.cells:,} cells")
-            out.append(tp.table(rows, title=full))
+            out.append(tp.table(rows, title=full, sample_steps=args.sample_steps))
             print("\n" + out[-1] + "\n", flush=True)
     if args.atlas:
         from bench import _atlas

@@ -229,11 +229,12 @@ def measure(*, device: torch.device, precision: str, n_cells: int, n_genes: int,
                sample_flops / peak, _peak_mem_gib(device))
 
 
-def table(rows: list[Row], *, title: str) -> str:
-    """The rows as a GitHub markdown table."""
+def table(rows: list[Row], *, title: str, sample_steps: int = 50) -> str:
+    """The rows as a GitHub markdown table (``sample_steps``: the DDIM steps that were timed)."""
     head = ("| precision | matmul peak TFLOP/s | trainer cells/s | bare loop cells/s | "
             "trainer / bare | trainer % of peak | bare % of peak | sampling cells/s "
-            "(DDIM 50, CFG) | CFG step / stacked forward | sampling % of peak | peak memory GiB |")
+            f"(DDIM {sample_steps}, CFG) | CFG step / stacked forward | sampling % of peak | "
+            "peak memory GiB |")
     lines = [f"**{title}**", "", head, "|" + "---|" * 11]
     for r in rows:
         lines.append(

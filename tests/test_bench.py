@@ -32,8 +32,9 @@ def test_one_row_end_to_end():
     net = tp.ConditionalMLP(50, n_categories=[3], width=32, depth=1)
     n_params = sum(p.numel() for p in net.parameters())
     assert 4 * n_params < row.train_gflop_per_cell * 1e9 < 7 * n_params
-    text = tp.table([row], title="tiny")
+    text = tp.table([row], title="tiny", sample_steps=4)
     assert text.count("\n|") == 3 and "| fp32 |" in text
+    assert "(DDIM 4, CFG)" in text  # the header names the steps that were timed
 
 
 def test_synthetic_data_is_standardised_and_sparse_like():
