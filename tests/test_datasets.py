@@ -333,6 +333,7 @@ def test_sample_truth_seeds_doses_and_errors(sim):
     obs = sim.obs.iloc[:50]
     one, again = sample_truth(sim, obs, seed=1), sample_truth(sim.uns["simulation"], obs, seed=1)
     assert (one.X != again.X).nnz == 0
+    assert (one.X != sample_truth(sim, sim[:50], seed=1).X).nnz == 0  # an AnnData or its obs
     assert (one.X != sample_truth(sim, obs, seed=2).X).nnz > 0
     # any dose, also one never simulated
     unseen = pd.concat([obs.assign(cell_type="type_0", drug="drugB", dose=250.0)] * 20)

@@ -157,14 +157,14 @@ def log_normalize(counts: np.ndarray) -> np.ndarray:
 
 def sample_truth(
     source: AnnData | Mapping[str, Any],
-    obs: pd.DataFrame,
+    like: AnnData | pd.DataFrame,
     *,
     seed: int = 0,
     keys: tuple[str, str, str] = ("cell_type", "drug", "dose"),
 ) -> AnnData:
     """Fresh cells from a simulation's ground truth: what a perfect generator would give.
 
-    One cell per row of ``obs``, drawn from the same generative model as
+    One cell per row of ``like``'s obs, drawn from the same generative model as
     :func:`simulate` (library size, negative-binomial counts, log1p of counts per
     10k) for that row's condition, any dose included. Scoring these cells as if
     generated shows what a model that learned the truth exactly would score, so
@@ -174,30 +174,32 @@ def sample_truth(
     ----------
     source
         An AnnData made by :func:`simulate`, or its ``uns["simulation"]`` dict.
-    obs
-        The conditions to draw, one cell per row (e.g. a test split's ``.obs``);
+    like
+        Cells (an AnnData, or its ``.obs``) whose conditions are drawn, one cell
+        per row, as in :meth:`scdiff.ConditionalDiffusion.sample`; the obs table is
         copied into the result.
     seed
         Seed of the draw.
     keys
-        The ``obs`` columns holding the cell type, the drug and the dose.
+        The obs columns holding the cell type, the drug and the dose.
 
     Returns
     -------
     AnnData
         ``.X``: log1p of counts per 10k (float32 CSR); ``layers["counts"]``: the
-        counts; ``obs``: a copy of ``obs`` with ``n_counts`` set to the new totals;
+        counts; ``obs``: a copy of ``like``'s with ``n_counts`` set to the new totals;
         genes as in :func:`simulate`.
 
     Examples
     --------
     >>> from scdiff.datasets import sample_truth, simulate
     >>> adata = simulate(n_cells=500, n_genes=200, seed=0)
-    >>> fresh = sample_truth(adata, adata.obs.iloc[:10], seed=1)
+    >>> fresh = sample_truth(adata, adata[:10], seed=1)
     >>> fresh.shape
     (10, 200)
     """
     params = _params_of(source)
+    obs = like.obs if isinstance(like, AnnData) else like
     missing = [k for k in keys if k not in obs.columns]
     if missing:
         raise InputError(f"obs has no column {missing[0]!r}; sample_truth needs the columns {list(keys)}.")
