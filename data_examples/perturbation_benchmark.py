@@ -5,7 +5,7 @@ held-out doses and drug-cell combinations of simulated_test.h5ad, and scores the
 beside the nearest-dose and additive baselines; optionally compares dose encoders
 and checks a continuous covariate (pbmc S_score) used as a dose.
 
-    python data_examples/perturbation_benchmark.py --encoders sigmoid --out bench/
+    python data_examples/perturbation_benchmark.py --encoders sigmoid            # tables in bench/results/
 """
 
 from __future__ import annotations
@@ -212,7 +212,8 @@ def main() -> None:
                         help='JSON list of guidance settings, e.g. [1.0, {"drug": 1.5, "dose": 1.5}]')
     parser.add_argument("--device", default="auto")
     parser.add_argument("--pbmc", default="sigmoid", help="encoders to run the pbmc S_score check with")
-    parser.add_argument("--out", type=Path, default=Path("bench"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results"),
+                        help="folder of simulated.csv and pbmc.json (bench/results is git-ignored)")
     parser.add_argument("--ceilings", action="store_true",
                         help="only score the held-out combination's truth and additive oracle")
     parser.add_argument("--pair-oracles", action="store_true",
