@@ -16,10 +16,10 @@ if compgen -G ".whl/*.whl" >/dev/null; then
         --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-# the typer app installs as scdiff.cli (pyproject's package-dir); without an install,
-# a link gives the same import path
-[ -e scdiff/cli ] || ln -s ../cli scdiff/cli
 export PYTHONPATH="$PWD:$PYTHONPATH" MPLBACKEND=Agg PYTHONUNBUFFERED=1
+# the typer app installs as scdiff.cli (pyproject's package-dir); where scdiff is not
+# installed (a bare device machine), a link gives the same import path
+python3 -c "import scdiff.cli" 2>/dev/null || [ -e scdiff/cli ] || ln -s ../cli scdiff/cli
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 - <<'PY' | tee "$OUT_DIR/versions.txt"
 import importlib

@@ -26,8 +26,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from bench.fidelity import TARGETS, distance, load
-from scdiff.evaluate import evaluate
+from bench.fidelity import TARGETS, gap, load
+from scdiff.evaluate import benchmark_table, evaluate
 from scdiff.evaluate.baselines import gaussian_pca
 
 THIRD = [m for m, kind in TARGETS.items() if kind == "third"]
@@ -67,16 +67,11 @@ def replicate(r: int, truth: dict, n_train: dict, n_test: dict, var: pd.DataFram
         model = scdiff.ConditionalDiffusion(train, condition="cultivar")
         model.train(progress=False, seed=r)
         generated["scdiff"] = model.sample(like=test, seed=r)
-    rows = []
-    for name, fake in generated.items():
-        table = evaluate(test, fake, condition="cultivar", train=train, seed=r)
-        overall = table[table["group"] == "overall"].set_index("metric")
-        for metric in TARGETS:
-            if metric in overall.index:
-                value, floor = float(overall.loc[metric, "value"]), float(overall.loc[metric, "floor"])
-                rows.append({"replicate": r, "generator": name, "metric": metric, "value": value,
-                             "gap": max(0.0, distance(metric, value) - distance(metric, floor))})
-    return rows
+    table = benchmark_table({name: evaluate(test, fake, condition="cultivar", train=train, seed=r)
+                             for name, fake in generated.items()})
+    return [{"replicate": r, "generator": name, "metric": metric, "value": table.loc[metric, name],
+             "gap": gap(metric, table.loc[metric, name], table.loc[metric, "floor"])}
+            for name in generated for metric in TARGETS if metric in table.index]
 
 
 def summarize(df: pd.DataFrame) -> str:

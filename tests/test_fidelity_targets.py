@@ -58,6 +58,16 @@ def test_check_scores_any_column_such_as_the_truth():
     assert truth.loc["mmd", "truth"] == 0.205 and truth.loc["mmd", "met"] == "yes"
 
 
+def test_check_all_adds_the_truth_beside_scdiff_only_when_scored():
+    t = table(mmd=(0.20, 0.29, 0.25), mean_pearson=(0.95, 0.96, 0.94))
+    assert "truth" not in fidelity.check_all(t).columns
+    got = fidelity.check_all(t.assign(truth=[0.205, 0.955]))
+    assert list(got.columns[:4]) == ["floor", "gaussian_pca", "scdiff", "truth"]
+    assert got["met"].to_dict() == {"mmd": "no", "mean_pearson": "no"}
+    assert got["truth met"].to_dict() == {"mmd": "yes", "mean_pearson": "no"}
+    assert fidelity.gap("mmd", 0.19, 0.20) == 0 and abs(fidelity.gap("knn_auc", 0.7, 0.6) - 0.1) < 1e-12
+
+
 def test_truth_column_scores_fresh_cells_of_the_simulator():
     train, test, opts = fidelity.load("simulated")
     col = fidelity.truth_column(train, test, opts["condition"], seed=0)

@@ -6,15 +6,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
 from scdiff._errors import InputError
 from scdiff.datasets._params import draw_params
-from scdiff.datasets._truth import _log_rate, log_normalize, sample_counts
+from scdiff.datasets._truth import _log_rate, draw_cells, gene_names
 
 HOLDOUT_KINDS = ["", "iid", "dose", "combination"]
-_CHUNK = 8192  # cells sampled at once: bounds memory for atlas-sized simulations
 
 
 def simulate(
@@ -138,16 +136,7 @@ def simulate(
     group_of = rng.permutation(np.repeat(np.arange(len(groups)), sizes))
     rates = np.exp(np.stack([_log_rate(params, *g) for g in groups]))
 
-    size_factor = rng.lognormal(0.0, params["library_log_sd"], size=n_cells)
-    dispersion = np.asarray(params["dispersion"])
-    count_blocks, x_blocks = [], []
-    for start in range(0, n_cells, _CHUNK):
-        idx = slice(start, start + _CHUNK)
-        counts = sample_counts(rng, size_factor[idx, None] * rates[group_of[idx]], dispersion)
-        count_blocks.append(sp.csr_matrix(counts))
-        x_blocks.append(sp.csr_matrix(log_normalize(counts).astype(np.float32)))
-    counts = sp.vstack(count_blocks, format="csr")
-    x = sp.vstack(x_blocks, format="csr")
+    counts, x = draw_cells(rng, params, rates, group_of)
 
     obs = pd.DataFrame(
         {
@@ -171,7 +160,7 @@ def simulate(
             "response_sign": var_cols["response_sign"],
             "response_cell_type": var_cols["response_cell_type"].astype(str),
         },
-        index=pd.Index([f"gene_{i:04d}" for i in range(n_genes)]),
+        index=gene_names(n_genes),
     )
     params.update(
         seed=int(seed),

@@ -14,6 +14,12 @@ from scdiff._errors import InputError
 
 Scale = Literal["log1p", "cp10k", "rate"]
 _MC_CHUNK = 1000  # Monte Carlo cells at once: bounds memory for many genes
+_CHUNK = 8192  # cells drawn at once by draw_cells: bounds memory for atlas-sized draws
+
+
+def gene_names(n_genes: int) -> pd.Index:
+    """The simulator's gene names: ``gene_0000``, ``gene_0001``, ..."""
+    return pd.Index([f"gene_{i:04d}" for i in range(n_genes)])
 
 
 def hill_curve(dose: float | np.ndarray, *, ec50: float, hill: float) -> float | np.ndarray:
@@ -155,6 +161,28 @@ def log_normalize(counts: np.ndarray) -> np.ndarray:
     return np.log1p(counts * (1e4 / total))
 
 
+def draw_cells(rng: np.random.Generator, params: Mapping[str, Any], rates: np.ndarray,
+               group_of: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(counts, log1p CP10k) of one cell per entry of ``group_of``, as CSR matrices.
+
+    Each cell gets a log-normal library size and negative-binomial counts around it
+    times its group's row of ``rates`` (expected counts at size factor 1). Cells are
+    drawn ``_CHUNK`` at a time, so memory stays bounded however many are asked for.
+    """
+    size_factor = rng.lognormal(0.0, float(params["library_log_sd"]), size=len(group_of))
+    dispersion = np.asarray(params["dispersion"], dtype=float)
+    count_blocks, x_blocks = [], []
+    for start in range(0, len(group_of), _CHUNK):
+        idx = slice(start, start + _CHUNK)
+        counts = sample_counts(rng, size_factor[idx, None] * rates[group_of[idx]], dispersion)
+        count_blocks.append(sp.csr_matrix(counts))
+        x_blocks.append(sp.csr_matrix(log_normalize(counts).astype(np.float32)))
+    if not count_blocks:
+        empty = sp.csr_matrix((0, rates.shape[1]), dtype=np.float32)
+        return empty, empty.copy()
+    return sp.vstack(count_blocks, format="csr"), sp.vstack(x_blocks, format="csr")
+
+
 def sample_truth(
     source: AnnData | Mapping[str, Any],
     like: AnnData | pd.DataFrame,
@@ -203,23 +231,18 @@ def sample_truth(
     missing = [k for k in keys if k not in obs.columns]
     if missing:
         raise InputError(f"obs has no column {missing[0]!r}; sample_truth needs the columns {list(keys)}.")
-    ct, drug = (obs[k].astype(str).to_numpy() for k in keys[:2])
-    dose = pd.to_numeric(obs[keys[2]], errors="coerce").to_numpy(float)
-    if np.isnan(dose).any():
+    frame = pd.DataFrame({"cell_type": obs[keys[0]].astype(str).to_numpy(),
+                          "drug": obs[keys[1]].astype(str).to_numpy(),
+                          "dose": pd.to_numeric(obs[keys[2]], errors="coerce").to_numpy(float)})
+    if frame["dose"].isna().any():
         raise InputError(f"obs[{keys[2]!r}] has missing or non-numeric values; give every cell a dose.")
-    cells = list(zip(ct, drug, dose, strict=True))
-    conditions = sorted(set(cells))
-    code = {c: i for i, c in enumerate(conditions)}
-    rates = np.exp(np.stack([_log_rate(params, *c) for c in conditions])) if conditions else None
-    rng = np.random.default_rng(seed)
+    group_of = frame.groupby(list(frame.columns), sort=False).ngroup().to_numpy()
+    conditions = frame.drop_duplicates().itertuples(index=False)  # in ngroup's order
     n_genes = len(np.asarray(params["base_log_mean"])[0])
-    counts = np.zeros((len(obs), n_genes), dtype=np.float32)
-    if len(obs):
-        rows = np.array([code[c] for c in cells])
-        size_factor = rng.lognormal(0.0, float(params["library_log_sd"]), size=(len(obs), 1))
-        counts = sample_counts(rng, size_factor * rates[rows], np.asarray(params["dispersion"], dtype=float))
+    rates = (np.exp(np.stack([_log_rate(params, *c) for c in conditions])) if len(frame)
+             else np.zeros((0, n_genes)))
+    counts, x = draw_cells(np.random.default_rng(seed), params, rates, group_of)
     out_obs = obs.copy()
-    out_obs["n_counts"] = counts.sum(axis=1).astype(np.float32)
-    var = pd.DataFrame(index=pd.Index([f"gene_{i:04d}" for i in range(n_genes)]))
-    return AnnData(X=sp.csr_matrix(log_normalize(counts).astype(np.float32)), obs=out_obs, var=var,
-                   layers={"counts": sp.csr_matrix(counts)})
+    out_obs["n_counts"] = np.asarray(counts.sum(axis=1)).ravel().astype(np.float32)
+    return AnnData(X=x, obs=out_obs, var=pd.DataFrame(index=gene_names(n_genes)),
+                   layers={"counts": counts})
