@@ -31,7 +31,7 @@ from scdiff.data._preprocess import expression
 from scdiff.diffusion import Guidance, NoiseSchedule, sample_loop
 from scdiff.diffusion._schedule import check_loss_weighting
 from scdiff.nn import ConditionalMLP
-from scdiff.perturb._pairs import check_dose_encoder, dose_pairs
+from scdiff.perturb._pairs import check_additive, check_dose_encoder, dose_pairs
 from scdiff.train import (
     CellTensors,
     TrainConfig,
@@ -83,6 +83,13 @@ class ConditionalDiffusion:
         interaction: one key for all doses, a mapping dose key -> key, ``None`` for
         none, or ``"auto"``: the condition that has a category whose cells all have
         dose 0 (the control), when exactly one has.
+    additive
+        Give each attribute an additive path to the output (CPA-like; see
+        :class:`scdiff.nn.ConditionalMLP`), so that main effects add up in combinations
+        never measured. ``"auto"`` (the default) turns it on when the model has two or
+        more attributes (condition keys and doses together): there it raised the held-out
+        combination's score from 0.665 to 0.727 (docs/perturbation.md); with one attribute
+        there is nothing to combine, and on the wide panel it cost a fidelity target.
 
     Examples
     --------
@@ -109,6 +116,7 @@ class ConditionalDiffusion:
         num_timesteps: int = 1000,
         dose_encoder: str = "sigmoid",
         dose_by: str | Mapping[str, str] | None = "auto",
+        additive: bool | str = "auto",
     ) -> None:
         if not isinstance(adata, ad.AnnData):
             raise InputError(f"adata needs to be an AnnData, got {type(adata).__name__}.")
@@ -133,6 +141,7 @@ class ConditionalDiffusion:
             "dropout": float(dropout),
             "dose_encoder": check_dose_encoder(dose_encoder),
             "dose_pairs": dose_pairs(adata.obs, self.encoder.keys, self.encoder.dose_keys, dose_by),
+            "additive": check_additive(additive, len(self.encoder.keys) + len(self.encoder.dose_keys)),
         }
         self.network = ConditionalMLP(**self.network_config)
         self.ema_state: dict[str, torch.Tensor] | None = None

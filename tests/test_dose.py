@@ -1,4 +1,4 @@
-"""Dose encoders, the drug-by-dose pairing, covariates with negative values, dropout."""
+"""Dose encoders, the drug-by-dose pairing, the additive path, covariates with negative values, dropout."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scdiff.data import ConditionEncoder
-from scdiff.nn import DOSE_ENCODERS, ConditionalMLP, DoseEncoder
+from scdiff.nn import DOSE_ENCODERS, ConditionalMLP, DoseEncoder, sinusoidal_embedding
 from scdiff.perturb._pairs import dose_pairs
 from scdiff.train._trainer import drop_conditions
 
@@ -70,3 +70,50 @@ def test_condition_dropout_is_independent_per_attribute():
     for pat, k in zip(patterns, counts, strict=True):
         expect = np.prod(np.where(pat, 0.3, 0.7)) * n
         assert abs(k - expect) < 5 * np.sqrt(expect)
+
+
+def _additive_pair(seed=0, **kw):
+    """Two networks built from one seed, without and with the additive path."""
+    torch.manual_seed(seed)
+    plain = ConditionalMLP(12, n_categories=[3, 2], n_doses=1, width=16, depth=1, dose_pairs=[1], **kw)
+    torch.manual_seed(seed)
+    additive = ConditionalMLP(12, n_categories=[3, 2], n_doses=1, width=16, depth=1, dose_pairs=[1],
+                              additive=True, **kw)
+    return plain, additive
+
+
+def test_additive_path_starts_at_zero_and_learns_from_step_one():
+    plain, additive = _additive_pair()
+    x, t = torch.randn(5, 12), torch.tensor([0, 10, 200, 500, 999])
+    cats = torch.tensor([[0, 0], [1, 1], [2, 0], [3, 2], [0, 1]])
+    doses = torch.tensor([[0.3], [0.0], [1.0], [float("nan")], [0.6]])
+    # the offsets start at zero, so the network starts as the plain one, weight for weight
+    assert torch.equal(plain(x, t, cats, doses), additive(x, t, cats, doses))
+    additive(x, t, cats, doses).square().sum().backward()
+    assert all(w.weight.grad.abs().sum() > 0 for w in additive.offsets)
+    assert len(additive.offsets) == 3  # cell type, drug, dose
+    assert not hasattr(plain, "offsets")
+    # nothing to add without conditions
+    assert not ConditionalMLP(12, width=16, depth=1, additive=True).additive
+
+
+def test_additive_path_is_the_gated_sum_of_the_attributes_offsets():
+    _, net = _additive_pair(seed=1)
+    with torch.no_grad():
+        for p in net.parameters():
+            torch.nn.init.normal_(p, std=0.2)
+        for p in (*net.output.parameters(), *net.skip.parameters()):
+            p.zero_()  # silence the blocks: what is left is the additive path alone
+    x, t = torch.randn(4, 12), torch.full((4,), 300)
+    # cell types a / b crossed with drugs c / d, one dose: the effects add up exactly
+    cats = torch.tensor([[0, 0], [0, 1], [2, 0], [2, 1]])
+    doses = torch.full((4, 1), 0.4)
+    with torch.no_grad():
+        out = net(x, t, cats, doses)
+        assert torch.allclose(out[0] + out[3], out[1] + out[2], atol=1e-5)
+        # golden value: g(t) * (W_ct e_ct + W_drug e_drug + W_dose enc(dose, drug))
+        time = net.time_mlp(sinusoidal_embedding(t, net.time_dim))
+        e = [net.embeddings[0](cats[:, 0]), net.embeddings[1](cats[:, 1]),
+             net.dose_encoders[0](doses[:, 0], cats[:, 1])]
+        expect = net.offset_gate(time) * sum(w(v) for w, v in zip(net.offsets, e, strict=True))
+    assert torch.allclose(out, expect, atol=1e-5)

@@ -1,5 +1,7 @@
 """The Python API: fit on an in-memory AnnData, sample, save, load."""
 
+import json
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -270,3 +272,27 @@ def test_zeros_rejects_bad_values_and_cell_without_library_sizes(tiny_run):
     with pytest.raises(scdiff.InputError, match="zeros='cell' needs the training cells' library sizes"):
         model.sample(5, steps=2, zeros="cell")
     assert model.sample(5, steps=2).uns["scdiff"]["zeros"] == "gene"
+
+
+def test_additive_path_is_on_with_two_attributes_and_survives_save_and_load(counts_adata, tiny_run,
+                                                                            tmp_path):
+    assert _tiny(counts_adata, condition="cell_type").network_config["additive"] is False
+    assert _tiny(counts_adata, condition="cell_type", additive=True).network.additive
+    both = _tiny(counts_adata, condition="cell_type", dose="dose")
+    assert both.network_config["additive"] is True and both.network.additive
+    assert not _tiny(counts_adata, condition="cell_type", dose="dose", additive=False).network.additive
+    with pytest.raises(InputError, match="additive = 'yes' needs to be True, False or 'auto'"):
+        _tiny(counts_adata, condition="cell_type", additive="yes")
+    loaded = scdiff.ConditionalDiffusion.load(tiny_run[0])  # cell_type + dose: the path is saved
+    assert loaded.network.additive and "offsets.0.weight" in loaded.network.state_dict()
+    # a run saved before the path existed has no "additive" entry and loads without it
+    run = tmp_path / "old"
+    plain = _tiny(counts_adata, condition="cell_type", dose="dose", additive=False)
+    plain.train(steps=2, batch_size=16, progress=False)
+    plain.save(run)
+    config = json.loads((run / "config.json").read_text())
+    del config["network"]["additive"]
+    (run / "config.json").write_text(json.dumps(config))
+    old = scdiff.ConditionalDiffusion.load(run)
+    assert not old.network.additive
+    assert old.sample(4, condition={"cell_type": "t0"}, dose={"dose": 1.0}, seed=0).n_obs == 4

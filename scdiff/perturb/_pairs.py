@@ -18,6 +18,22 @@ def check_dose_encoder(kind: str) -> str:
     return kind
 
 
+def check_additive(additive: bool | str, n_attributes: int) -> bool:
+    """Whether the network gets its additive path: ``"auto"`` means with two or more
+    attributes (there are combinations to compose); else an :class:`~scdiff.InputError`.
+
+    Examples
+    --------
+    >>> check_additive("auto", 1), check_additive("auto", 3), check_additive(True, 1)
+    (False, True, True)
+    """
+    if additive == "auto":
+        return n_attributes >= 2
+    if isinstance(additive, (bool, np.bool_)):
+        return bool(additive)
+    raise InputError(f"additive = {additive!r} needs to be True, False or 'auto'.")
+
+
 def _has_zero_dose_category(obs: pd.DataFrame, key: str, dose_key: str) -> bool:
     dose = pd.to_numeric(obs[dose_key], errors="coerce").to_numpy(dtype=float)
     labels = obs[key].astype(str).to_numpy()
