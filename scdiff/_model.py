@@ -84,12 +84,13 @@ class ConditionalDiffusion:
         none, or ``"auto"``: the condition that has a category whose cells all have
         dose 0 (the control), when exactly one has.
     additive
-        Give each attribute an additive path to the output (CPA-like; see
+        Give the attributes an additive path to the output (CPA-like; see
         :class:`scdiff.nn.ConditionalMLP`), so that main effects add up in combinations
         never measured. ``"auto"`` (the default) turns it on when the model has two or
         more attributes (condition keys and doses together): there it raised the held-out
-        combination's score from 0.665 to 0.727 (docs/perturbation.md); with one attribute
-        there is nothing to combine, and on the wide panel it cost a fidelity target.
+        combination's score from 0.677 to 0.709 (four seeds; docs/perturbation.md). With
+        one attribute there is nothing to combine, and on the wide panel it cost a
+        fidelity target.
 
     Examples
     --------

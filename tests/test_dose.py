@@ -90,9 +90,8 @@ def test_additive_path_starts_at_zero_and_learns_from_step_one():
     # the offsets start at zero, so the network starts as the plain one, weight for weight
     assert torch.equal(plain(x, t, cats, doses), additive(x, t, cats, doses))
     additive(x, t, cats, doses).square().sum().backward()
-    assert all(w.weight.grad.abs().sum() > 0 for w in additive.offsets)
-    assert len(additive.offsets) == 3  # cell type, drug, dose
-    assert not hasattr(plain, "offsets")
+    assert additive.offset.weight.grad.abs().sum() > 0
+    assert not hasattr(plain, "offset")
     # nothing to add without conditions
     assert not ConditionalMLP(12, width=16, depth=1, additive=True).additive
 
@@ -111,9 +110,9 @@ def test_additive_path_is_the_gated_sum_of_the_attributes_offsets():
     with torch.no_grad():
         out = net(x, t, cats, doses)
         assert torch.allclose(out[0] + out[3], out[1] + out[2], atol=1e-5)
-        # golden value: g(t) * (W_ct e_ct + W_drug e_drug + W_dose enc(dose, drug))
+        # golden value: g(t) * W (e_ct + e_drug + enc(dose, drug))
         time = net.time_mlp(sinusoidal_embedding(t, net.time_dim))
-        e = [net.embeddings[0](cats[:, 0]), net.embeddings[1](cats[:, 1]),
-             net.dose_encoders[0](doses[:, 0], cats[:, 1])]
-        expect = net.offset_gate(time) * sum(w(v) for w, v in zip(net.offsets, e, strict=True))
+        e = (net.embeddings[0](cats[:, 0]) + net.embeddings[1](cats[:, 1])
+             + net.dose_encoders[0](doses[:, 0], cats[:, 1]))
+        expect = net.offset_gate(time) * (e @ net.offset.weight.T)
     assert torch.allclose(out, expect, atol=1e-5)

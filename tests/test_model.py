@@ -284,7 +284,7 @@ def test_additive_path_is_on_with_two_attributes_and_survives_save_and_load(coun
     with pytest.raises(InputError, match="additive = 'yes' needs to be True, False or 'auto'"):
         _tiny(counts_adata, condition="cell_type", additive="yes")
     loaded = scdiff.ConditionalDiffusion.load(tiny_run[0])  # cell_type + dose: the path is saved
-    assert loaded.network.additive and "offsets.0.weight" in loaded.network.state_dict()
+    assert loaded.network.additive and "offset.weight" in loaded.network.state_dict()
     # a run saved before the path existed has no "additive" entry and loads without it
     run = tmp_path / "old"
     plain = _tiny(counts_adata, condition="cell_type", dose="dose", additive=False)

@@ -139,11 +139,11 @@ class ConditionalMLP(nn.Module):
         For each dose, the index of the categorical attribute it interacts with (the
         drug whose dose it is), or -1 for none.
     additive
-        Add an additive path (CPA-like): each attribute's embedding, through its own
-        linear map to gene space, adds an offset ``g(t) sum_c W_c e_c`` to the output, the
-        gate ``g`` a learned function of the timestep (the factor that turns a shift of
-        the clean cells' mean into the prediction target's units, about ``-sigma_t`` for
-        v). Main effects then add up across attributes by construction, which is what a
+        Add an additive path (CPA-like): the attributes' embeddings, summed and mapped
+        linearly to gene space, add an offset ``g(t) W sum_c e_c`` to the output, the gate
+        ``g`` a learned function of the timestep (the factor that turns a shift of the
+        clean cells' mean into the prediction target's units, about ``-sigma_t`` for v).
+        Main effects then add up across attributes by construction, which is what a
         combination never measured needs; the blocks learn the rest (interactions, the
         shape of each condition's distribution). Measured in docs/perturbation.md.
 
@@ -201,9 +201,10 @@ class ConditionalMLP(nn.Module):
         n_attributes = len(self.embeddings) + len(self.dose_encoders)
         self.additive = bool(additive) and n_attributes > 0  # nothing to add without conditions
         if self.additive:
-            self.offsets = nn.ModuleList(nn.Linear(width, n_genes, bias=False) for _ in range(n_attributes))
-            for offset in self.offsets:
-                nn.init.zeros_(offset.weight)
+            # one map for all attributes: the embeddings are free, so a map per attribute
+            # adds cost (a width x genes product each), not reach (docs/perturbation.md)
+            self.offset = nn.Linear(width, n_genes, bias=False)
+            nn.init.zeros_(self.offset.weight)
             # the offsets start at zero; a gate that does not lets them learn from step one
             self.offset_gate = nn.Linear(width, 1)
             nn.init.zeros_(self.offset_gate.weight)
@@ -243,6 +244,5 @@ class ConditionalMLP(nn.Module):
             h = block(h, cond)
         out = self.output(self.out_norm(h)) + self.skip(cond) * x
         if self.additive:
-            offset = sum(w(part) for w, part in zip(self.offsets, parts, strict=True))
-            out = out + self.offset_gate(time) * offset
+            out = out + self.offset_gate(time) * self.offset(sum(parts))
         return out
