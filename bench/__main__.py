@@ -3,6 +3,7 @@
 Examples
 --------
 python -m bench                                   # CPU, fp32 and bf16, default network
+python -m bench --nets default additive           # what the additive path costs, same run
 python -m bench --device cuda --cells 200000 --batch 4096 --sample-cells 65536
 python -m bench --atlas 1000000 --skip-throughput  # 1M-cell backed train + streamed sampling
 """
@@ -28,8 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sample-cells", type=int, default=1024)
     p.add_argument("--sample-steps", type=int, default=50)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    p.add_argument("--nets", nargs="+", choices=["default", "reference"], default=["default"],
-                   help="default: as ConditionalDiffusion builds it; reference: width 512, depth 4")
+    p.add_argument("--nets", nargs="+", choices=["default", "additive", "reference"], default=["default"],
+                   help="default: as ConditionalDiffusion builds it for one attribute; additive: "
+                        "with the additive path it gets with two or more; reference: width 512, depth 4")
     p.add_argument("--compile", action="store_true",
                    help="also each precision with torch.compile (training rows)")
     p.add_argument("--repeats", type=int, default=2, help="alternations of trainer and bare loop")
@@ -49,9 +51,12 @@ def main(argv: list[str] | None = None) -> None:
         out.append(f"machine: {tp.machine()}")
         print(out[-1], flush=True)
         choices = {"default": ("default network (width 256, depth 3)", tp.DEFAULT_NET),
+                   "additive": ("default network with the additive path (two or more attributes)",
+                                {**tp.DEFAULT_NET, "additive": True}),
                    "reference": ("reference size (width 512, depth 4)",
                                  {**tp.DEFAULT_NET, "width": 512, "depth": 4})}
         nets = [choices[name] for name in args.nets]
+        measured = []
         for title, net_kw in nets:
             rows = []
             for precision in args.precision:
@@ -67,6 +72,10 @@ def main(argv: list[str] | None = None) -> None:
                     f"{args.cells:,} cells")
             out.append(tp.table(rows, title=full, sample_steps=args.sample_steps))
             print("\n" + out[-1] + "\n", flush=True)
+            measured.append((title, rows))
+        if len(measured) > 1:
+            out.append(tp.net_ratios(measured))
+            print(out[-1] + "\n", flush=True)
     if args.atlas:
         from bench import _atlas
 

@@ -245,6 +245,22 @@ def table(rows: list[Row], *, title: str, sample_steps: int = 50) -> str:
     return "\n".join(lines)
 
 
+def net_ratios(measured: list[tuple[str, list[Row]]]) -> str:
+    """Each network's training and sampling speed against the first one's, precision by
+    precision, from one run (so the same load)."""
+    (ref_title, ref_rows), rest = measured[0], measured[1:]
+    ref = {r.precision: r for r in ref_rows}
+    lines = [f"**against the {ref_title}** (ratios of cells/s, from this run)", "",
+             "| network | precision | trainer | sampling |", "|---|---|---|---|"]
+    for title, rows in rest:
+        for r in rows:
+            base = ref.get(r.precision)
+            if base is not None:
+                lines.append(f"| {title} | {r.precision} | {r.trainer_cells_s / base.trainer_cells_s:.2f} "
+                             f"| {r.sample_cells_s / base.sample_cells_s:.2f} |")
+    return "\n".join(lines)
+
+
 def machine() -> str:
     """A one-line description of where this ran."""
     import platform

@@ -64,3 +64,17 @@ def test_imports_without_the_anndata_stack(tmp_path, blocked):
     """))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("ok"), done.stderr[-2000:]
+
+
+def test_additive_network_costs_its_map_and_ratios_are_reported():
+    kw = dict(device=torch.device("cpu"), precision="fp32", n_cells=256, n_genes=40, n_types=3,
+              density=0.1, batch=32, steps=21, sample_cells=16, sample_steps=2, repeats=1)
+    small = {**tp.DEFAULT_NET, "width": 16, "depth": 1}
+    plain = tp.measure(net_kw=small, **kw)
+    additive = tp.measure(net_kw={**small, "additive": True}, **kw)
+    # the path adds a 16 x 40 map (and a 16 -> 1 gate): about 6 FLOPs per weight per cell
+    extra = (additive.train_gflop_per_cell - plain.train_gflop_per_cell) * 1e9
+    assert 4 * 16 * 40 < extra < 8 * (16 * 40 + 17)
+    text = tp.net_ratios([("default network", [plain]), ("additive", [additive])])
+    ratio = additive.trainer_cells_s / plain.trainer_cells_s
+    assert f"| additive | fp32 | {ratio:.2f} |" in text and "against the default network" in text
