@@ -222,12 +222,8 @@ class ConditionalMLP(nn.Module):
                   for i, (enc, p) in enumerate(zip(self.dose_encoders, self.dose_pairs, strict=True))]
         return parts
 
-    def condition(self, t: torch.Tensor, cats: torch.Tensor, doses: torch.Tensor) -> torch.Tensor:
-        """The conditioning vector: time embedding + category embeddings + dose encodings."""
-        return self._condition(self.time_mlp(sinusoidal_embedding(t, self.time_dim)),
-                               self.attributes(cats, doses))
-
-    def _condition(self, time: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
+    def condition(self, time: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
+        """The blocks' conditioning vector: the time embedding plus every attribute's."""
         cond = time
         for part in parts:
             cond = cond + part
@@ -238,7 +234,7 @@ class ConditionalMLP(nn.Module):
     ) -> torch.Tensor:
         time = self.time_mlp(sinusoidal_embedding(t, self.time_dim))
         parts = self.attributes(cats, doses)
-        cond = self._condition(time, parts)
+        cond = self.condition(time, parts)
         h = self.input(x)
         for block in self.blocks:
             h = block(h, cond)
