@@ -440,7 +440,10 @@ class ConditionalDiffusion:
         if len(frame) == 0:
             raise InputError("the reference holds no cells; nothing to generate.")
         codes, doses = self.encoder.encode(frame, where=where)
-        self.encoder.warn_unseen_combinations(frame)
+        self.encoder.warn_unseen_combinations(frame, hint="" if isinstance(guidance, Mapping) else (
+            " One guidance weight drives them all in one pass; a weight per attribute composes "
+            "them and scored higher on a held-out combination (e.g. guidance={'cell_type': 1, "
+            "'drug': 1.5}; CLI: --guidance drug=1.5; docs/perturbation.md)."))
         z = self._generate(codes, doses, guidance=guidance, steps=steps,
                            eta=1.0 if sampler == "ddpm" else 0.0, seed=seed, device=device,
                            precision=precision, batch_size=batch_size, progress=progress,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -191,3 +192,18 @@ def test_top_de_genes_ranks_by_welch_t_not_by_the_raw_change():
     var = np.array([100.0, 0.01, 0.04, 1.0])  # gene 0 changes most but is noisiest
     # t = delta / sqrt(var / 10 + 0.01 / 10): 0.316, 11.18, -11.31, 0
     np.testing.assert_array_equal(top_de_genes(delta, var, 10, np.full(4, 0.01), 10, 3), [2, 1, 0])
+
+
+def test_unseen_combination_warns_and_points_to_per_attribute_guidance(drug_model):
+    model, _ = drug_model
+    ask = dict(condition={"cell_type": "type_2", "drug": "drugB"}, dose={"dose": 250.0})
+    with pytest.warns(UserWarning, match=r"never seen in training \(cell_type=type_2, drug=drugB\).*"
+                                         r"a weight per attribute composes them") as caught:
+        model.sample(5, **ask)
+    assert len(caught) == 1
+    with pytest.warns(UserWarning, match="never seen in training") as caught:
+        model.sample(5, guidance={"cell_type": 1, "drug": 1.5}, **ask)
+    assert "a weight per attribute" not in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a measured combination: no warning at all
+        model.sample(5, condition={"cell_type": "type_0", "drug": "drugB"}, dose={"dose": 250.0})

@@ -202,11 +202,12 @@ class ConditionEncoder:
             doses[:, i] = self.transform_dose(i, raw)
         return codes, doses
 
-    def warn_unseen_combinations(self, frame: pd.DataFrame) -> None:
+    def warn_unseen_combinations(self, frame: pd.DataFrame, *, hint: str = "") -> None:
         """Warn once per call when categorical combinations absent from training are asked for.
 
         The network adds one embedding per attribute, so it can generate them; how well
         depends on the attributes acting roughly independently, hence the warning.
+        ``hint`` is appended to it (what the caller can do better).
         """
         if len(self.keys) < 2 or not self.counts:
             return
@@ -217,7 +218,7 @@ class ConditionEncoder:
             shown = "; ".join(", ".join(f"{k}={v}" for k, v in zip(self.keys, c, strict=True))
                               for c in unseen[:3])
             warnings.warn(f"{len(unseen)} combination(s) never seen in training ({shown}): generated "
-                          "from the attributes' separately learned effects.", stacklevel=3)
+                          f"from the attributes' separately learned effects.{hint}", stacklevel=3)
 
     def warn_out_of_range(self, key_index: int, raw: np.ndarray) -> None:
         hi = self.dose_max[key_index]
