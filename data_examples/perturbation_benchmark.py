@@ -62,6 +62,16 @@ def _params() -> dict:
     return dict(ad.read_h5ad(HERE / "simulated.h5ad", backed="r").uns["simulation"])
 
 
+def _held_out_combination() -> tuple[ad.AnnData, ad.AnnData, dict, str, str]:
+    """(training split, the held-out combination's test cells, the simulator's parameters,
+    its cell type, its drug)."""
+    train = ad.read_h5ad(HERE / "simulated_train.h5ad")
+    test = ad.read_h5ad(HERE / "simulated_test.h5ad")
+    real = test[test.obs["holdout"] == "combination"]
+    (ct, drug), = real.obs[["cell_type", "drug"]].astype(str).drop_duplicates().itertuples(index=False)
+    return train, real, _params(), ct, drug
+
+
 def _additive_oracle(params: dict, ct: str, drug: str) -> dict:
     """The true model with ``ct``'s log fold change for ``drug`` replaced by the mean of
     the other cell types' (exact Hill curves): what a drug acting alike everywhere gives.
@@ -100,11 +110,7 @@ def ceilings(per_group: int = 10) -> pd.DataFrame:
     simulator draws a scale per (drug, cell type) and some responders react in one
     cell type only, which no training cell shows for type_2 x drugB.
     """
-    train = ad.read_h5ad(HERE / "simulated_train.h5ad")
-    test = ad.read_h5ad(HERE / "simulated_test.h5ad")
-    params = _params()
-    real = test[test.obs["holdout"] == "combination"]
-    (ct, drug), = real.obs[["cell_type", "drug"]].astype(str).drop_duplicates().itertuples(index=False)
+    train, real, params, ct, drug = _held_out_combination()
     return _score_truths(real, train, ct, drug,
                          [("truth", params), ("additive oracle", _additive_oracle(params, ct, drug))],
                          per_group)
@@ -144,11 +150,7 @@ def low_dose_noise(n_top: int = 20, small: float = 0.05) -> pd.DataFrame:
     """
     from scdiff.datasets import true_mean
 
-    train = ad.read_h5ad(HERE / "simulated_train.h5ad")
-    test = ad.read_h5ad(HERE / "simulated_test.h5ad")
-    params = _params()
-    real = test[test.obs["holdout"] == "combination"]
-    (ct, drug), = real.obs[["cell_type", "drug"]].astype(str).drop_duplicates().itertuples(index=False)
+    train, real, params, ct, drug = _held_out_combination()
     mu, var, count, keys = group_moments(real, Design())
     base, base_var, n_base = _lookup(_control_moments(train, Design()), (ct,), Design())
     true_base = true_mean(params, cell_type=ct, drug=params["control"], dose=0.0)

@@ -54,6 +54,12 @@ def auto_steps(n_cells: int, batch_size: int) -> int:
     return int(np.clip(epochs_equiv, 2000, 20000))
 
 
+#: Appended to the unseen-combination warning when one guidance number drives every attribute.
+_COMPOSE = (" One guidance weight drives them all in one pass; a weight per attribute composes them "
+            "and scored higher on a held-out combination (e.g. guidance={'cell_type': 1, 'drug': 1.5}; "
+            "CLI: --guidance drug=1.5; docs/perturbation.md).")
+
+
 class ConditionalDiffusion:
     """A conditional diffusion model of single-cell expression.
 
@@ -440,10 +446,7 @@ class ConditionalDiffusion:
         if len(frame) == 0:
             raise InputError("the reference holds no cells; nothing to generate.")
         codes, doses = self.encoder.encode(frame, where=where)
-        self.encoder.warn_unseen_combinations(frame, hint="" if isinstance(guidance, Mapping) else (
-            " One guidance weight drives them all in one pass; a weight per attribute composes "
-            "them and scored higher on a held-out combination (e.g. guidance={'cell_type': 1, "
-            "'drug': 1.5}; CLI: --guidance drug=1.5; docs/perturbation.md)."))
+        self.encoder.warn_unseen_combinations(frame, hint="" if isinstance(guidance, Mapping) else _COMPOSE)
         z = self._generate(codes, doses, guidance=guidance, steps=steps,
                            eta=1.0 if sampler == "ddpm" else 0.0, seed=seed, device=device,
                            precision=precision, batch_size=batch_size, progress=progress,

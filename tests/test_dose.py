@@ -72,14 +72,13 @@ def test_condition_dropout_is_independent_per_attribute():
         assert abs(k - expect) < 5 * np.sqrt(expect)
 
 
-def _additive_pair(seed=0, **kw):
+def _additive_pair(seed=0):
     """Two networks built from one seed, without and with the additive path."""
+    kw = dict(n_categories=[3, 2], n_doses=1, width=16, depth=1, dose_pairs=[1])
     torch.manual_seed(seed)
-    plain = ConditionalMLP(12, n_categories=[3, 2], n_doses=1, width=16, depth=1, dose_pairs=[1], **kw)
+    plain = ConditionalMLP(12, **kw)
     torch.manual_seed(seed)
-    additive = ConditionalMLP(12, n_categories=[3, 2], n_doses=1, width=16, depth=1, dose_pairs=[1],
-                              additive=True, **kw)
-    return plain, additive
+    return plain, ConditionalMLP(12, additive=True, **kw)
 
 
 def test_additive_path_starts_at_zero_and_learns_from_step_one():

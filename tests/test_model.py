@@ -278,6 +278,8 @@ def test_additive_path_is_on_with_two_attributes_and_survives_save_and_load(coun
                                                                             tmp_path):
     assert _tiny(counts_adata, condition="cell_type").network_config["additive"] is False
     assert _tiny(counts_adata, condition="cell_type", additive=True).network.additive
+    # without attributes there is nothing to add: the config says so, as the network does
+    assert _tiny(counts_adata, additive=True).network_config["additive"] is False
     both = _tiny(counts_adata, condition="cell_type", dose="dose")
     assert both.network_config["additive"] is True and both.network.additive
     assert not _tiny(counts_adata, condition="cell_type", dose="dose", additive=False).network.additive

@@ -20,17 +20,18 @@ def check_dose_encoder(kind: str) -> str:
 
 def check_additive(additive: bool | str, n_attributes: int) -> bool:
     """Whether the network gets its additive path: ``"auto"`` means with two or more
-    attributes (there are combinations to compose); else an :class:`~scdiff.InputError`.
+    attributes (there are combinations to compose), and never without any (nothing to
+    add); a value other than True, False or "auto" is an :class:`~scdiff.InputError`.
 
     Examples
     --------
-    >>> check_additive("auto", 1), check_additive("auto", 3), check_additive(True, 1)
-    (False, True, True)
+    >>> check_additive("auto", 1), check_additive("auto", 3), check_additive(True, 1), check_additive(True, 0)
+    (False, True, True, False)
     """
     if additive == "auto":
         return n_attributes >= 2
     if isinstance(additive, (bool, np.bool_)):
-        return bool(additive)
+        return bool(additive) and n_attributes > 0
     raise InputError(f"additive = {additive!r} needs to be True, False or 'auto'.")
 
 
