@@ -16,10 +16,9 @@ if compgen -G ".whl/*.whl" >/dev/null; then
         --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-export PYTHONPATH="$PWD:$PYTHONPATH" MPLBACKEND=Agg PYTHONUNBUFFERED=1
-# the typer app installs as scdiff.cli (pyproject's package-dir); where scdiff is not
-# installed (a bare device machine), a link gives the same import path
-python3 -c "import scdiff.cli" 2>/dev/null || [ -e scdiff/cli ] || ln -s ../cli scdiff/cli
+# src layout: where scdiff is not installed (a bare device machine), src/ on the path is
+# what the editable install would give; the repository root serves `python -m bench`
+export PYTHONPATH="$PWD/src:$PWD:$PYTHONPATH" MPLBACKEND=Agg PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 - <<'PY' | tee "$OUT_DIR/versions.txt"
 import importlib
