@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 
 from scdiff._benchmark import benchmark, markdown_table
-from scdiff.evaluate._table import METRICS
+from scdiff.metrics import METRICS
 
 DATA = Path(__file__).resolve().parent.parent / "data_examples"
 #: metric -> the target's kind: "third" (a third of the best baseline's distance to the
@@ -149,7 +149,7 @@ def truth_column(train: ad.AnnData, test: ad.AnnData, condition: list[str], seed
     like every generator against the test cells with the training cells as the floor.
     """
     from scdiff.datasets import sample_truth
-    from scdiff.evaluate import benchmark_table, evaluate
+    from scdiff.metrics import benchmark_table, evaluate
 
     fresh = sample_truth(test, test, seed=10_000 + seed)  # the split keeps uns["simulation"]
     tables = {"truth": evaluate(test, fresh, condition=condition, train=train, seed=seed)}

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from bench.fidelity import TARGETS, gap, load
-from scdiff.evaluate import benchmark_table, evaluate
-from scdiff.evaluate.baselines import gaussian_pca
+from scdiff.metrics import benchmark_table, evaluate
+from scdiff.metrics.baselines import gaussian_pca
 
 THIRD = [m for m, kind in TARGETS.items() if kind == "third"]
 

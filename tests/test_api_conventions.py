@@ -19,20 +19,17 @@ import types
 import pytest
 
 import scdiff
+import scdiff.commands
 import scdiff.datasets
-import scdiff.evaluate
-import scdiff.evaluate.baselines
+import scdiff.metrics
+import scdiff.metrics.baselines
+import scdiff.perturb
 import scdiff.pl
-
-try:
-    import scdiff.perturb as perturb
-except ImportError:  # pragma: no cover - the perturbation namespace is optional
-    perturb = None
 
 # Names a positional (data) parameter may have.
 DATA_NAMES = {
     "adata", "real", "generated", "train", "like", "test", "table", "log", "model", "results",
-    "x", "y", "truth", "pred", "groups", "source", "dose",
+    "x", "y", "truth", "pred", "groups", "source", "dose", "run", "data", "stats", "t", "delta",
 }
 
 # Deliberate exceptions: qualified name -> (positional parameters allowed, reason).
@@ -52,9 +49,18 @@ ALLOWED: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "ConditionalDiffusion.save": (("path",), "a path is the data of save, as in adata.write_h5ad(path)"),
     "ConditionalDiffusion.load": (("path",), "as save"),
-    "scdiff.evaluate.write_report": (
+    "scdiff.write_report": (
         ("out_dir", "real", "generated", "table"),
         "the output folder comes first as in the CLI's `evaluate ... --out`; kept for compatibility",
+    ),
+    "scdiff.commands.sample": (
+        ("run", "out"), "a command's two files, as `scdiff sample RUN --out OUT` names them",
+    ),
+    "scdiff.commands.dose_response": (
+        ("run", "out"), "a command's two files, as `scdiff dose-response RUN --out OUT` names them",
+    ),
+    "ConditionalDiffusion.sample_to_file": (
+        ("path", "n_cells"), "as sample_to_h5ad",
     ),
 }
 
@@ -63,13 +69,12 @@ ALLOWED: dict[str, tuple[tuple[str, ...], str]] = {
 REFERENCE_KEYWORDS = {"train"}
 
 # Functions that write into an AnnData they are given, and the parameter that names where.
-WRITES_TO_ANNDATA = {"scdiff.evaluate.evaluate": "key_added"}
+WRITES_TO_ANNDATA = {"scdiff.evaluate": "key_added"}
 
 
 def _public_functions():
-    modules = [scdiff.evaluate, scdiff.evaluate.baselines, scdiff.pl, scdiff.datasets]
-    if perturb is not None:
-        modules.append(perturb)
+    modules = [scdiff, scdiff.metrics, scdiff.metrics.baselines, scdiff.pl, scdiff.datasets,
+               scdiff.perturb, scdiff.commands]
     seen = set()
     for module in modules:
         names = getattr(module, "__all__", [n for n in dir(module) if not n.startswith("_")])
@@ -92,7 +97,8 @@ FUNCTIONS = dict(_public_functions())
 
 
 def test_the_api_is_found():
-    assert {"scdiff.evaluate.evaluate", "scdiff.pl.compare", "scdiff.datasets.simulate",
+    assert {"scdiff.evaluate", "scdiff.write_report", "scdiff.pl.compare", "scdiff.datasets.simulate",
+            "scdiff.commands.train",
             "ConditionalDiffusion.sample"} <= set(FUNCTIONS)
 
 
@@ -126,8 +132,7 @@ def test_anndata_parameters_come_first(qualname):
             pytest.fail(f"{qualname}: required AnnData {p.name!r} is keyword-only; make it positional")
 
 
-@pytest.mark.parametrize("qualname", sorted(n for n in FUNCTIONS if n.startswith("scdiff.pl.")
-                                            or n.endswith("plot_dose_response")))
+@pytest.mark.parametrize("qualname", sorted(n for n in FUNCTIONS if n.startswith("scdiff.pl.")))
 def test_plots_take_ax_show_save(qualname):
     params = inspect.signature(FUNCTIONS[qualname]).parameters
     for name in ("ax", "show", "save"):

@@ -120,8 +120,8 @@ def test_errors_are_one_line(files, tmp_path):
         RowReader(ad.read_h5ad(tmp / "csr.h5ad", backed="r"), layer="absent")
 
 
-def test_cli_trains_backed_and_streams_large_samples(files, tmp_path, monkeypatch):
-    from scdiff.cli import _app, app
+def test_cli_trains_backed_and_large_samples_stream(files, tmp_path):
+    from scdiff.cli import app
     from typer.testing import CliRunner
 
     tmp, _ = files
@@ -130,14 +130,17 @@ def test_cli_trains_backed_and_streams_large_samples(files, tmp_path, monkeypatc
                                    "--steps", "20", "--batch-size", "32", "--genes", "40",
                                    "--out", str(run), "--quiet"])
     assert res.exit_code == 0, res.output
-    monkeypatch.setattr(_app, "STREAM_CHUNK", 16)  # 40 cells > one chunk: streamed
-    res = CliRunner().invoke(app, ["sample", str(run), "--n-cells", "40", "--steps", "3",
-                                   "--out", str(tmp_path / "g.h5ad")])
-    assert res.exit_code == 0, res.output
-    assert "in chunks of 16" in " ".join(res.output.split())
-    fake = ad.read_h5ad(tmp_path / "g.h5ad")
+    model = scdiff.ConditionalDiffusion.load(run)
+    # the library decides: more cells than one chunk are written chunk by chunk
+    path = model.sample_to_file(tmp_path / "g.h5ad", 40, steps=3, chunk_size=16)
+    fake = ad.read_h5ad(path)
     assert fake.n_obs == 40 and fake.uns["scdiff"]["chunk_size"] == 16
+    small = ad.read_h5ad(model.sample_to_file(tmp_path / "s.h5ad", 10, steps=3, chunk_size=16))
+    assert small.n_obs == 10 and "chunk_size" not in small.uns["scdiff"]
+    np.testing.assert_array_equal(small.X, model.sample(10, steps=3).X)
     bad = tmp_path / "t.csv"
     bad.write_text("a,b\n1,2\n")
     res = CliRunner().invoke(app, ["train", str(bad), "--backed", "--out", str(tmp_path / "r3")])
-    assert res.exit_code == 1 and "--backed reads .h5ad" in res.output
+    assert res.exit_code == 1 and "without --backed" in " ".join(res.output.split())
+    with pytest.raises(scdiff.InputError, match=r"without backed=True"):
+        scdiff.commands.train(bad, backed=True, out=tmp_path / "r4")

@@ -28,9 +28,14 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 @dataclass
 class Case:
     name: str
-    message: str
+    message: str  # what the Python user reads (parameters by their Python names)
     cli: Callable[[Path, Path], list]  # (tmp, run) -> CLI args
     api: Callable[[Path, Path], object]  # (tmp, run) -> performs the call
+    cli_message: str | None = None  # what the CLI user reads, where it names a flag instead
+
+    @property
+    def shown(self) -> str:
+        return self.cli_message or self.message
 
 
 def _write(tmp: Path, name: str, adata: ad.AnnData) -> Path:
@@ -214,18 +219,19 @@ CASES = [
     Case("gene set mismatch at evaluation", "var_names",
          lambda t, r: ["evaluate", *_gene_mismatch(t), "-c", "cell_type"],
          lambda t, r: scdiff.evaluate(*(ad.read_h5ad(p) for p in _gene_mismatch(t)), condition="cell_type")),
-    Case("n-cells zero", "n_cells",
+    Case("n-cells zero", "n_cells=0 needs", cli_message="--n-cells 0 needs", cli=
          lambda t, r: _sample(r, t, "--n-cells", 0),
-         lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(0)),
-    Case("n-cells negative", "n_cells",
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(0)),
+    Case("n-cells negative", "n_cells=-5 needs", cli_message="--n-cells -5 needs", cli=
          lambda t, r: _sample(r, t, "--n-cells", -5),
-         lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(-5)),
-    Case("n-cells absurdly large", "n_cells",
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(-5)),
+    Case("n-cells absurdly large", "n_cells=1000000000000 needs",
+         cli_message="--n-cells 1000000000000 needs", cli=
          lambda t, r: _sample(r, t, "--n-cells", 10**12),
-         lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(10**12)),
-    Case("output path exists", "--overwrite",
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(10**12)),
+    Case("output path exists", "pass overwrite=True", cli_message="pass --overwrite", cli=
          lambda t, r: ["sample", r, "--out", _existing(t), "--n-cells", 3],
-         lambda t, r: scdiff.data.write_h5ad(make_counts(), _existing(t))),
+         api=lambda t, r: scdiff.data.write_h5ad(make_counts(), _existing(t))),
     Case("unwritable output location", "not a folder",
          lambda t, r: ["sample", r, "--out", _existing(t) / "gen.h5ad", "--n-cells", 3],
          lambda t, r: scdiff.data.write_h5ad(make_counts(), _existing(t) / "gen.h5ad")),
@@ -282,7 +288,7 @@ def test_cli_one_line_nonzero_nothing_lost(case, tiny_run, tmp_path):
     assert res.exit_code != 0
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error:")]
-    assert len(errors) == 1 and case.message in " ".join(lines), res.output
+    assert len(errors) == 1 and case.shown in " ".join(lines), res.output
     assert "Traceback" not in res.output
     after = _snapshot(tmp_path, run)
     assert {p: b for p, b in after.items() if p in before} == before  # no file changed

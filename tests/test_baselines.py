@@ -1,4 +1,4 @@
-"""scdiff.evaluate.baselines: shapes, obs categories, errors, and where they score."""
+"""scdiff.metrics.baselines: shapes, obs categories, errors, and where they score."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from scdiff import InputError
-from scdiff.evaluate import baselines, benchmark_table, evaluate
+from scdiff.metrics import baselines, benchmark_table, evaluate
 
 
 def make_train(sparse: bool = False) -> ad.AnnData:

@@ -100,9 +100,9 @@ def test_like_reads_only_obs(files, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--condition", "cell_type=B"], "valid values of 'cell_type' are: t0, t1, t2"),
     (["--condition", "cell_type"], "KEY=VALUE"),
-    (["--n-cells", "0"], "n_cells"),
-    (["--sampler", "euler"], "sampler"),
-    (["--zeros", "sparse"], "zeros = 'sparse' needs to be one of auto, cell, gene, none"),
+    (["--n-cells", "0"], "--n-cells 0 needs to be a whole number"),
+    (["--sampler", "euler"], "--sampler euler needs to be 'ddim' or 'ddpm'"),
+    (["--zeros", "sparse"], "--zeros sparse needs to be one of auto, cell, gene, none"),
     (["--dose", "dose=-2"], "negative"),
 ])
 def test_sample_bad_input_is_one_line(files, tmp_path, args, message):

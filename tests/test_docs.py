@@ -65,7 +65,7 @@ def test_no_placeholder_left():
 
 
 def test_concepts_explain_every_metric():
-    from scdiff.evaluate import METRICS
+    from scdiff.metrics import METRICS
 
     text = (DOCS / "concepts.md").read_text()
     missing = [m for m in METRICS if f"`{m}`" not in text]

@@ -9,7 +9,7 @@ import torch
 
 from scdiff.data import ConditionEncoder
 from scdiff.nn import DOSE_ENCODERS, ConditionalMLP, DoseEncoder, sinusoidal_embedding
-from scdiff.perturb._pairs import dose_pairs
+from scdiff.model._setup import dose_pairs
 from scdiff.train._trainer import drop_conditions
 
 

@@ -1,4 +1,4 @@
-"""scdiff.evaluate: the metrics' properties, the floor, determinism, errors, the report."""
+"""scdiff.evaluate (scdiff.metrics): the metrics' properties, the floor, determinism, errors, the report."""
 
 from __future__ import annotations
 
@@ -16,17 +16,10 @@ import scipy.stats
 
 import scdiff
 from scdiff import InputError
-from scdiff.evaluate import (
-    benchmark_table,
-    energy_distance,
-    evaluate,
-    mmd_rbf,
-    wasserstein_pcs,
-    write_report,
-)
-from scdiff.evaluate._classifiers import knn_auc
-from scdiff.evaluate._distances import MMD_SCALES
-from scdiff.evaluate._pca import fit_pca
+from scdiff import write_report
+from scdiff.metrics import benchmark_table, energy_distance, evaluate, fit_pca, mmd_rbf, wasserstein_pcs
+from scdiff.metrics._classifiers import knn_auc
+from scdiff.metrics._distances import MMD_SCALES
 
 GROUPS = ("A", "B", "C")
 
@@ -92,9 +85,9 @@ def test_knn_auc_half_for_same_and_one_for_separated_samples():
 
 def test_pca_exact_and_arpack_agree_and_sparse_projects_like_dense():
     X = make_cells().X
-    exact, arpack = fit_pca(X, 5, method="exact"), fit_pca(X, 5, method="arpack")
+    exact, arpack = fit_pca(X, n_pcs=5, method="exact"), fit_pca(X, n_pcs=5, method="arpack")
     np.testing.assert_allclose(exact.components[:3], arpack.components[:3], atol=1e-6)
-    sparse = fit_pca(sp.csr_matrix(X), 5)
+    sparse = fit_pca(sp.csr_matrix(X), n_pcs=5)
     np.testing.assert_allclose(sparse.transform(sp.csr_matrix(X)), exact.transform(X), atol=1e-6)
 
 
@@ -168,7 +161,7 @@ def test_table_layout_and_directions():
                                    "n_generated", "better", "flagged"]
     assert list(table.group.unique()) == ["A", "B", "C", "overall"]
     assert set(table.better) == {"lower", "higher", "0.5"}
-    assert set(table.metric) == set(scdiff.evaluate.METRICS) - {"nn_distance_ratio",
+    assert set(table.metric) == set(scdiff.metrics.METRICS) - {"nn_distance_ratio",
                                                                 "copy_fraction"}
     # Without train the generated cells meet one half of the real cells, sized like the other.
     row = table[(table.group == "A") & (table.metric == "mmd")].iloc[0]
@@ -273,7 +266,7 @@ def test_write_report_files_and_refusal(tmp_path):
 def test_public_api_conventions():
     """Data first, options keyword-only, numpydoc with an Examples block."""
     funcs = [evaluate, benchmark_table, write_report, mmd_rbf, energy_distance,
-             scdiff.evaluate.baselines.gaussian_pca, scdiff.evaluate.baselines.resample]
+             scdiff.metrics.baselines.gaussian_pca, scdiff.metrics.baselines.resample]
     for f in funcs:
         params = list(inspect.signature(f).parameters.values())
         with_default = [p for p in params if p.default is not p.empty]

@@ -266,9 +266,9 @@ def test_round_below_one_read_blocks_and_in_place_give_the_same_cells():
 
 def test_zeros_rejects_bad_values_and_cell_without_library_sizes(tiny_run):
     model = scdiff.ConditionalDiffusion.load(tiny_run[0])
-    with pytest.raises(scdiff.InputError, match="zeros = 'sparse' needs to be one of"):
+    with pytest.raises(scdiff.InputError, match="zeros='sparse' needs to be one of"):
         model.sample(5, steps=2, zeros="sparse")
-    model.library = {}
+    model.parts.library = {}
     with pytest.raises(scdiff.InputError, match="zeros='cell' needs the training cells' library sizes"):
         model.sample(5, steps=2, zeros="cell")
     assert model.sample(5, steps=2).uns["scdiff"]["zeros"] == "gene"
@@ -283,7 +283,7 @@ def test_additive_path_is_on_with_two_attributes_and_survives_save_and_load(coun
     both = _tiny(counts_adata, condition="cell_type", dose="dose")
     assert both.network_config["additive"] is True and both.network.additive
     assert not _tiny(counts_adata, condition="cell_type", dose="dose", additive=False).network.additive
-    with pytest.raises(InputError, match="additive = 'yes' needs to be True, False or 'auto'"):
+    with pytest.raises(InputError, match="additive='yes' needs to be True, False or 'auto'"):
         _tiny(counts_adata, condition="cell_type", additive="yes")
     loaded = scdiff.ConditionalDiffusion.load(tiny_run[0])  # cell_type + dose: the path is saved
     assert loaded.network.additive and "offset.weight" in loaded.network.state_dict()

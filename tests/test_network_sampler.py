@@ -61,6 +61,7 @@ class CountingNet(torch.nn.Module):
     """Predicts a constant per pass and counts forward calls and batch sizes."""
 
     n_genes = 3
+    null_codes = torch.tensor([4])  # the attribute's null token (what the unconditional pass gets)
 
     def __init__(self):
         super().__init__()
@@ -77,7 +78,7 @@ def test_cfg_is_one_batched_forward_per_step():
     cats = torch.zeros(5, 1, dtype=torch.long)
     doses = torch.zeros(5, 0)
     g = torch.Generator().manual_seed(0)
-    x = sample_loop(net, sched, cats, doses, null_codes=torch.tensor([4]), guidance=Guidance(("c",), 2.0),
+    x = sample_loop(net, sched, cats, doses, guidance=Guidance(("c",), 2.0),
                     steps=10, eta=0.0, generator=g)
     assert net.calls == [10] * 10  # one forward of the doubled batch per step
     # x0 prediction: cond pass says 0, null pass says 4 -> guided 0 + 2 * (0 - 4) + 4 = -4

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scdiff import InputError
-from scdiff._parse import parse_assignments, parse_doses, parse_guidance
+from scdiff.cli._parse import parse_assignments, parse_doses, parse_guidance
 
 keys = st.text(st.characters(categories=("L", "N"), include_characters="_"), min_size=1, max_size=10)
 values = st.text(min_size=1, max_size=20).filter(lambda s: s.strip() == s and "=" not in s and s)

@@ -118,7 +118,7 @@ def test_dose_response_table_and_plot(drug_model, tmp_path):
                                          genes=3, n_cells=20, doses=[0.0, 10.0, 100.0])
     assert table.shape == (3, 3) and table.index.name == "dose"
     assert list(table.index) == [0.0, 10.0, 100.0]
-    scdiff.perturb.plot_dose_response(table, show=False, save=tmp_path / "dr.png")
+    scdiff.pl.dose_response(table, show=False, save=tmp_path / "dr.png")
     assert (tmp_path / "dr.png").stat().st_size > 0
     with pytest.raises(scdiff.InputError, match="not among the model's genes"):
         scdiff.perturb.dose_response(model, genes=["nope"])

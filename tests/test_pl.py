@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 matplotlib.use("Agg")
 
-import scdiff.evaluate  # noqa: E402
+import scdiff.metrics  # noqa: E402
 import scdiff.pl  # noqa: E402
 from scdiff import InputError  # noqa: E402
 
@@ -69,7 +69,7 @@ def test_marker_dotplot_rows_real_and_generated(tmp_path):
 
 def test_metric_bars_from_an_evaluate_table():
     real, fake = make_pair()
-    table = scdiff.evaluate.evaluate(real, fake, condition="cell_type", n_pcs=10)
+    table = scdiff.metrics.evaluate(real, fake, condition="cell_type", n_pcs=10)
     axes = scdiff.pl.metric_bars(table, show=False)
     assert len(axes) == (table.group == "overall").sum()
     with pytest.raises(InputError, match="group 'Z' not in the table"):

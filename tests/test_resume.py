@@ -44,10 +44,10 @@ def test_interrupt_then_resume_is_bit_for_bit(tmp_path, monkeypatch):
 
     run = tmp_path / "run"
     run.mkdir()
-    import scdiff._model as m
+    import scdiff.model._fit as m
 
     monkeypatch.setattr(m, "graceful_stop", lambda: _stop_after(55))
-    with pytest.raises(TrainingInterrupted, match="step 55 of 90.*--resume"):
+    with pytest.raises(TrainingInterrupted, match="step 55 of 90.*resume=True"):
         _model(a).train(checkpoint_dir=run, **kw)
     assert (run / "checkpoint.safetensors").exists()
     monkeypatch.undo()
@@ -62,7 +62,7 @@ def test_interrupt_then_resume_is_bit_for_bit(tmp_path, monkeypatch):
 def test_resume_refuses_other_data(tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
-    import scdiff._model as m
+    import scdiff.model._fit as m
 
     monkeypatch.setattr(m, "graceful_stop", lambda: _stop_after(5))
     with pytest.raises(TrainingInterrupted):

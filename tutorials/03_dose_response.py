@@ -49,7 +49,7 @@ for ax, (cell_type, drug, note) in zip(axes, cases, strict=True):
                                           genes=genes, n_cells=n_cells, seed=0)
     truth = pd.DataFrame([true_mean(train, cell_type=cell_type, drug=drug, dose=d, n_samples=2000)
                           for d in curves.index], index=curves.index, columns=train.var_names)[genes]
-    scdiff.perturb.plot_dose_response(curves, ax=ax, show=False)
+    scdiff.pl.dose_response(curves, ax=ax, show=False)
     for color, gene in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], genes, strict=False):
         ax.plot(truth.index, truth[gene], ls="--", lw=1, color=color)
     ax.set_title(f"{cell_type} + {drug} ({note}); dashed: truth", fontsize=9)

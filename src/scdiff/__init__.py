@@ -1,5 +1,7 @@
 """scdiff: conditional diffusion models that generate single cells.
 
+Importing scdiff is quick: each name below is imported when first used.
+
 Examples
 --------
 >>> import scdiff
@@ -9,18 +11,51 @@ Examples
 >>> scdiff.evaluate(adata_test, fake, condition="cell_type")  # doctest: +SKIP
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from scdiff._errors import InputError, RunError, ScdiffError, ScdiffWarning, TrainingInterrupted
+
 __version__ = "0.1.0"
 
-from scdiff import (  # noqa: E402
-    datasets,
-    evaluate,  # noqa: E402  (a callable module: scdiff.evaluate(real, fake, ...))
-    perturb,
-    pl,
-)
-from scdiff._errors import InputError, RunError, ScdiffError, TrainingInterrupted  # noqa: E402
-from scdiff._model import ConditionalDiffusion  # noqa: E402
+#: Attribute -> (module, name in it); a name of None means the module itself.
+_LAZY = {
+    "ConditionalDiffusion": ("scdiff.model", "ConditionalDiffusion"),
+    "evaluate": ("scdiff.metrics", "evaluate"),
+    "write_report": ("scdiff._report", "write_report"),
+    "commands": ("scdiff.commands", None),
+    "data": ("scdiff.data", None),
+    "datasets": ("scdiff.datasets", None),
+    "metrics": ("scdiff.metrics", None),
+    "model": ("scdiff.model", None),
+    "perturb": ("scdiff.perturb", None),
+    "pl": ("scdiff.pl", None),
+}
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ imports on use
+    from scdiff import commands, data, datasets, metrics, model, perturb, pl
+    from scdiff._report import write_report
+    from scdiff.metrics import evaluate
+    from scdiff.model import ConditionalDiffusion
 
 __all__ = [
-    "ConditionalDiffusion", "InputError", "RunError", "ScdiffError", "TrainingInterrupted",
-    "__version__", "datasets", "evaluate", "perturb", "pl",
+    "ConditionalDiffusion", "InputError", "RunError", "ScdiffError", "ScdiffWarning",
+    "TrainingInterrupted", "__version__", "commands", "data", "datasets", "evaluate", "metrics",
+    "model", "perturb", "pl", "write_report",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'scdiff' has no attribute {name!r}")
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 import anndata as ad
 import pandas as pd
 
-from scdiff import evaluate as ev
-from scdiff._model import ConditionalDiffusion
+from scdiff import metrics
+from scdiff._report import write_report
+from scdiff.data import condition_keys
 from scdiff.data._io import atomic_write, check_out_dir
-from scdiff.evaluate._inputs import condition_keys
+from scdiff.model import ConditionalDiffusion
 
 
 def _log_view(model: ConditionalDiffusion, adata: ad.AnnData) -> ad.AnnData:
@@ -52,7 +53,7 @@ def benchmark(
 
     Every method is scored by :func:`scdiff.evaluate` against ``test`` with
     ``train=train``, so the floor is train-vs-test real cells. Returns the
-    method-by-metric table (:func:`scdiff.evaluate.benchmark_table`); with ``out``,
+    method-by-metric table (:func:`scdiff.metrics.benchmark_table`); with ``out``,
     also writes ``benchmark.csv``, ``benchmark.md``, the scdiff run and its report.
     """
     if out is not None:
@@ -63,19 +64,19 @@ def benchmark(
     real_train, real_test = _log_view(model, train), _log_view(model, test)
     generated = {
         "scdiff": model.sample(like=test.obs, seed=seed, progress=progress, **(sample_kwargs or {})),
-        "gaussian_pca": ev.baselines.gaussian_pca(real_train, real_test,
+        "gaussian_pca": metrics.baselines.gaussian_pca(real_train, real_test,
                                                   condition=_groups(train, condition, dose), seed=seed),
-        "resample_train": ev.baselines.resample(real_train, real_test, condition=condition, seed=seed),
+        "resample_train": metrics.baselines.resample(real_train, real_test, condition=condition, seed=seed),
     }
-    tables = {name: ev.evaluate(real_test, fake, condition=condition, train=real_train, seed=seed)
+    tables = {name: metrics.evaluate(real_test, fake, condition=condition, train=real_train, seed=seed)
               for name, fake in generated.items()}
-    table = ev.benchmark_table(tables)
+    table = metrics.benchmark_table(tables)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         model.save(out / "run", overwrite=overwrite)
         atomic_write(out / "benchmark.csv", lambda tmp: table.to_csv(tmp))
         atomic_write(out / "benchmark.md", lambda tmp: tmp.write_text(markdown_table(table)))
-        ev.write_report(out / "report", real_test, generated["scdiff"], tables["scdiff"],
+        write_report(out / "report", real_test, generated["scdiff"], tables["scdiff"],
                         condition=condition, title="scdiff vs held-out real cells",
                         overwrite=overwrite, seed=seed)
     return table

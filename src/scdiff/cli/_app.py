@@ -1,12 +1,10 @@
-"""The typer app. Commands parse options and call the library; logic lives in scdiff."""
+"""The typer app. Each command parses its options, calls one function of
+:mod:`scdiff.commands` and prints what it returns; the policy lives in the library."""
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -14,67 +12,32 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-import scdiff
-from scdiff._errors import InputError, ScdiffError, TrainingInterrupted
-from scdiff.data._io import check_out_dir
+from scdiff import __version__
+from scdiff.cli._boundary import boundary
+from scdiff.cli._options import (
+    Conditions,
+    Device,
+    Doses,
+    Genes,
+    Json,
+    Layer,
+    Overwrite,
+    Quiet,
+    Run,
+    Seed,
+)
+from scdiff.cli._parse import parse_assignments, parse_doses, parse_guidance, parse_number
 
 app = typer.Typer(
     name="scdiff", no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
     help="Train conditional diffusion models on single-cell data and generate cells.",
 )
 out_console = Console()
-err_console = Console(stderr=True)
-
-# -- options shared by several commands (defined once) --------------------------------------
-Conditions = Annotated[list[str] | None, typer.Option(
-    "--condition", "-c", help="Categorical obs column (train) or KEY=VALUE (sample); repeatable.")]
-Doses = Annotated[list[str] | None, typer.Option(
-    "--dose", help="Continuous obs column (train) or KEY=VALUE (sample); repeatable.")]
-Seed = Annotated[int, typer.Option(help="Random seed.")]
-Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-Overwrite = Annotated[bool, typer.Option(help="Replace an existing output.")]
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
-
-
-def _boundary(func):
-    """The one error boundary: library errors become one line and a non-zero exit."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        warnings.showwarning = _show_warning
-        try:
-            return func(*args, **kwargs)
-        except TrainingInterrupted as err:
-            err_console.print(f"[bold yellow]interrupted:[/] {err}", highlight=False, soft_wrap=True)
-            raise typer.Exit(130) from None
-        except ScdiffError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/]", highlight=False)
-            raise typer.Exit(130) from None
-        except typer.Exit:
-            raise
-        except Exception as err:  # an unexpected failure still gets one line
-            if os.environ.get("SCDIFF_DEBUG"):
-                raise
-            err_console.print(
-                f"[bold red]internal error:[/] {type(err).__name__}: {err} "
-                "(set SCDIFF_DEBUG=1 to see the traceback, and please report it)",
-                highlight=False, soft_wrap=True,
-            )
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _version(value: bool) -> None:
     if value:
-        out_console.print(f"scdiff {scdiff.__version__}")
+        out_console.print(f"scdiff {__version__}")
         raise typer.Exit()
 
 
@@ -87,13 +50,13 @@ def _root(
 
 
 @app.command()
-@_boundary
+@boundary
 def train(
     data: Annotated[Path, typer.Argument(help=".h5ad, .csv or .parquet with cells as rows.")],
     condition: Conditions = None,
     dose: Doses = None,
-    layer: Annotated[str | None, typer.Option(help="Use adata.layers[LAYER] instead of X.")] = None,
-    genes: Annotated[int, typer.Option(help="Keep this many highly variable genes.")] = 2000,
+    layer: Layer = None,
+    genes: Genes = 2000,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<data name>).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data (default: from its size).")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps (instead of --epochs).")] = None,
@@ -124,52 +87,23 @@ def train(
     Under ``torchrun --nproc_per_node=N -m scdiff train ...`` the N processes train
     together (torch.distributed); only rank 0 writes the run.
     """
-    from scdiff import _run
-    from scdiff.data import read_input
-    from scdiff.diffusion._schedule import check_loss_weighting
+    from scdiff import commands
     from scdiff.train import is_main_process
 
-    check_loss_weighting(loss_weighting)  # before anything is read or written
-    out = out if out is not None else Path("runs") / data.stem
-    main = is_main_process()  # under torchrun only rank 0 checks, writes and prints
-    if resume and overwrite:
-        raise InputError("--resume continues a run and --overwrite replaces it; give one of them.")
-    has_checkpoint = (out / _run.CHECKPOINT).exists()
-    if resume and not has_checkpoint:
-        raise InputError(f"{out} holds no checkpoint to resume from; train without --resume.")
-    if main and not resume:
-        interrupted = has_checkpoint and not (out / _run.CONFIG).exists()
-        check_out_dir(out, overwrite=overwrite, hint=(
-            "it holds an interrupted run: pass --resume to continue it or --overwrite to start over"
-            if interrupted else "choose another --out or pass --overwrite"))
-    if backed:
-        from scdiff.data._backed import read_backed
-
-        adata = read_backed(data)
-    else:
-        adata = read_input(data, conditions=list(condition or []) + list(dose or []))
-    model = scdiff.ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=genes)
-    if main and not resume:
-        _run.prepare_dir(out, overwrite=overwrite)
-    model.train(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, device=device,
-                precision=precision, seed=seed, progress=not quiet, checkpoint_dir=out, resume=resume,
-                monitor=monitor, monitor_every=monitor_every, patience=patience,
-                loss_weighting=loss_weighting)
-    if not main:
-        return
-    model.save(out, overwrite=True)
-    if not quiet:
-        out_console.print(f"wrote run [bold]{out}[/] ({model})", highlight=False)
-
-
-#: Above this many cells, `sample` streams its output to disk chunk by chunk.
-STREAM_CHUNK = 32768
+    model = commands.train(
+        data, condition=condition, dose=dose, out=out, layer=layer, n_genes=genes, backed=backed,
+        overwrite=overwrite, resume=resume, progress=not quiet, epochs=epochs, steps=steps,
+        batch_size=batch_size, lr=lr, device=device, precision=precision, seed=seed, monitor=monitor,
+        monitor_every=monitor_every, patience=patience, loss_weighting=loss_weighting)
+    if not quiet and is_main_process():
+        out_console.print(f"wrote run [bold]{out or Path('runs') / data.stem}[/] ({model})",
+                          highlight=False)
 
 
 @app.command()
-@_boundary
+@boundary
 def sample(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `scdiff train`.")],
+    run: Run,
     out: Annotated[Path, typer.Option(help="Output .h5ad (or .csv).")] = Path("generated.h5ad"),
     n_cells: Annotated[int | None, typer.Option(help="Cells to generate (default 1000).")] = None,
     condition: Conditions = None,
@@ -196,45 +130,24 @@ def sample(
     quiet: Quiet = False,
 ) -> None:
     """Generate cells from a trained run."""
-    from scdiff._parse import parse_assignments, parse_doses, parse_guidance
-    from scdiff.data import read_input
-    from scdiff.data._io import check_output, read_obs, write_h5ad
+    from scdiff import commands
 
-    check_output(out, overwrite=overwrite, suffixes=(".h5ad", ".csv"))
-    cond = parse_assignments(condition, option="--condition")
-    doses = parse_doses(dose)
-    weights = parse_guidance(guidance)
-    model = scdiff.ConditionalDiffusion.load(run)
-    ref = read_obs(like) if like is not None else None
-    n_out = len(ref) if ref is not None else (n_cells or 1000)
-    if from_ is None and out.suffix.lower() == ".h5ad" and n_out > STREAM_CHUNK:
-        # many cells: generate and write chunk by chunk, so memory stays bounded
-        model.sample_to_h5ad(out, None if ref is not None else n_cells, like=ref,
-                             chunk_size=STREAM_CHUNK, condition=cond, dose=doses, guidance=weights,
-                             steps=steps, sampler=sampler, seed=seed, device=device, counts=counts,
-                             zeros=zeros, overwrite=overwrite, progress=not quiet)
-        if not quiet:
-            out_console.print(f"wrote {n_out} cells to [bold]{out}[/] in chunks of {STREAM_CHUNK}",
-                              highlight=False)
-        return
-    source = read_input(from_) if from_ is not None else None
-    fake = model.sample(n_cells, condition=cond, dose=doses, like=ref, from_=source, strength=strength,
-                        guidance=weights, steps=steps, sampler=sampler, seed=seed, device=device,
-                        progress=not quiet, counts=counts, zeros=zeros)
-    write_h5ad(fake, out, overwrite=overwrite)
+    path, n, genes = commands.sample(
+        run, out, n_cells=n_cells, like=like, from_=from_, overwrite=overwrite,
+        condition=parse_assignments(condition, option="--condition"), dose=parse_doses(dose),
+        guidance=parse_guidance(guidance), strength=strength, steps=steps, sampler=sampler, seed=seed,
+        device=device, counts=counts, zeros=zeros, progress=not quiet)
     if not quiet:
-        out_console.print(f"wrote {fake.n_obs} cells x {fake.n_vars} genes to [bold]{out}[/]",
-                          highlight=False)
+        out_console.print(f"wrote {n} cells x {genes} genes to [bold]{path}[/]", highlight=False)
 
 
 @app.command()
-@_boundary
-def info(
-    run: Annotated[Path, typer.Argument(help="Run directory.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
+@boundary
+def info(run: Run, as_json: Json = False) -> None:
     """Show what a run holds."""
-    details = scdiff.ConditionalDiffusion.load(run).info()
+    from scdiff import commands
+
+    details = commands.info(run)
     if as_json:
         sys.stdout.write(json.dumps(details, indent=2) + "\n")
         return
@@ -258,16 +171,8 @@ def _short(value) -> str:
     return str(value)
 
 
-def main() -> None:
-    """Entry point of the ``scdiff`` command and ``python -m scdiff``."""
-    app()
-
-
-Table_ = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
 @app.command()
-@_boundary
+@boundary
 def evaluate(
     real: Annotated[Path, typer.Argument(help="Real cells (.h5ad), log-normalised or counts.")],
     generated: Annotated[Path, typer.Argument(help="Generated cells (.h5ad) in the same genes.")],
@@ -278,31 +183,18 @@ def evaluate(
     max_cells: Annotated[int, typer.Option(help="Cap of cells per condition (subsampled).")] = 20000,
     seed: Seed = 0,
     overwrite: Overwrite = False,
-    as_json: Table_ = False,
+    as_json: Json = False,
 ) -> None:
     """Score GENERATED against REAL, beside the real-vs-real floor."""
-    from scdiff._compare import as_log_space
-    from scdiff.data import read_input
+    from scdiff import commands
 
-    if out is not None:
-        check_out_dir(out, overwrite=overwrite)
-    real_a = as_log_space(read_input(real), source=str(real))
-    fake_a = as_log_space(read_input(generated), source=str(generated))
-    train_a = as_log_space(read_input(train), source=str(train)) if train else None
-    table = scdiff.evaluate(real_a, fake_a, condition=condition, train=train_a, max_cells=max_cells,
-                            seed=seed)
-    if out is not None:
-        scdiff.evaluate.write_report(out, real_a, fake_a, table, condition=condition,
-                                     overwrite=overwrite, seed=seed)
-    _print_overall(table, as_json=as_json, title=f"{generated.name} vs {real.name}")
-
-
-def _print_overall(table, *, as_json: bool, title: str) -> None:
+    table = commands.evaluate(real, generated, condition=condition, train=train, out=out,
+                              overwrite=overwrite, seed=seed, max_cells=max_cells)
     overall = table[table["group"] == "overall"]
     if as_json:
         sys.stdout.write(overall.to_json(orient="records", indent=2) + "\n")
         return
-    view = Table(title=title)
+    view = Table(title=f"{generated.name} vs {real.name}")
     for col in ("metric", "value", "floor", "ratio to floor", "better"):
         view.add_column(col, justify="left" if col in ("metric", "better") else "right")
     for row in overall.itertuples():
@@ -312,32 +204,27 @@ def _print_overall(table, *, as_json: bool, title: str) -> None:
 
 
 @app.command()
-@_boundary
+@boundary
 def benchmark(
     train: Annotated[Path, typer.Argument(help="Training cells (.h5ad).")],
     test: Annotated[Path, typer.Argument(help="Held-out real cells (.h5ad).")],
     condition: Conditions = None,
     dose: Doses = None,
     out: Annotated[Path | None, typer.Option(help="Write the table, run and report here.")] = None,
-    layer: Annotated[str | None, typer.Option(help="Use adata.layers[LAYER] instead of X.")] = None,
-    genes: Annotated[int, typer.Option(help="Keep this many highly variable genes.")] = 2000,
+    layer: Layer = None,
+    genes: Genes = 2000,
     steps: Annotated[int | None, typer.Option(help="Training steps (default: from data size).")] = None,
     seed: Seed = 0,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
-    as_json: Table_ = False,
+    as_json: Json = False,
 ) -> None:
     """Train scdiff on TRAIN, generate like TEST, and compare with baselines and the floor."""
-    from scdiff._benchmark import benchmark as run_benchmark
-    from scdiff.data import read_input
+    from scdiff import commands
 
-    if not condition:
-        raise InputError("benchmark needs --condition (the obs column to generate by).")
-    names = list(condition) + list(dose or [])
-    table = run_benchmark(read_input(train, conditions=names), read_input(test, conditions=names),
-                          condition=condition, dose=dose, out=out, layer=layer, n_genes=genes,
-                          train_kwargs={"steps": steps}, seed=seed, overwrite=overwrite,
-                          progress=not quiet)
+    table = commands.benchmark(train, test, condition=condition, dose=dose, out=out, layer=layer,
+                               n_genes=genes, train_kwargs={"steps": steps}, seed=seed,
+                               overwrite=overwrite, progress=not quiet)
     if as_json:
         sys.stdout.write(table.to_json(orient="index", indent=2) + "\n")
         return
@@ -351,9 +238,9 @@ def benchmark(
 
 
 @app.command("dose-response")
-@_boundary
+@boundary
 def dose_response(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `scdiff train`.")],
+    run: Run,
     condition: Conditions = None,
     dose_key: Annotated[str | None, typer.Option(
         "--dose", help="The dose to vary (default: the only one).")] = None,
@@ -371,23 +258,18 @@ def dose_response(
     quiet: Quiet = False,
 ) -> None:
     """Generated mean expression of genes across a dose grid, as a table and a plot."""
-    from scdiff._parse import _number, parse_assignments
-    from scdiff.perturb import dose_response as run_dose_response
-    from scdiff.perturb import plot_dose_response
+    from scdiff import commands
 
-    if out.suffix != ".csv":
-        raise InputError(f"--out {out} needs to end in .csv.")
-    plot = out.with_suffix(".png")
-    if not overwrite and (out.exists() or plot.exists()):
-        raise InputError(f"{out} or {plot} exists; pass --overwrite to replace it.")
-    grid = [_number(d.strip(), what="--doses") for d in doses.split(",")] if doses else None
-    model = scdiff.ConditionalDiffusion.load(run)
-    table = run_dose_response(model, condition=parse_assignments(condition, option="--condition"),
-                              dose_key=dose_key, doses=grid, genes=list(gene) if gene else n_genes,
-                              n_cells=n_cells, seed=seed, device=device)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out)
-    plot_dose_response(table, show=False, save=plot)
+    grid = [parse_number(d.strip(), what="--doses") for d in doses.split(",")] if doses else None
+    table, figure = commands.dose_response(
+        run, out, condition=parse_assignments(condition, option="--condition"), overwrite=overwrite,
+        dose_key=dose_key, doses=grid, genes=list(gene) if gene else n_genes, n_cells=n_cells,
+        seed=seed, device=device)
     if not quiet:
-        out_console.print(f"wrote {out} ({len(table)} doses x {table.shape[1]} genes) and {plot}",
+        out_console.print(f"wrote {out} ({len(table)} doses x {table.shape[1]} genes) and {figure}",
                           highlight=False)
+
+
+def main() -> None:
+    """Entry point of the ``scdiff`` command and ``python -m scdiff``."""
+    app()

@@ -1,11 +1,24 @@
-"""Data: read and validate input, preprocess expression, encode conditions."""
+"""Data: read and validate input, preprocess expression, encode conditions, group cells."""
 
 from scdiff.data._conditions import ConditionEncoder
-from scdiff.data._io import read_input, write_h5ad
-from scdiff.data._preprocess import Preprocessor, log_normalize, select_hvg
+from scdiff.data._groups import (
+    ALL_CELLS,
+    GROUP_SEP,
+    align_genes,
+    condition_keys,
+    group_labels,
+    group_order,
+    select_rows,
+    subsample,
+    to_dense,
+)
+from scdiff.data._io import check_anndata, read_input, write_h5ad
+from scdiff.data._preprocess import Preprocessor, as_log_space, expression, log_normalize, select_hvg
 from scdiff.data._validate import detect_scale
 
 __all__ = [
-    "ConditionEncoder", "Preprocessor", "detect_scale", "log_normalize", "read_input",
-    "select_hvg", "write_h5ad",
+    "ALL_CELLS", "GROUP_SEP", "ConditionEncoder", "Preprocessor", "align_genes", "as_log_space",
+    "check_anndata", "condition_keys", "detect_scale", "expression", "group_labels", "group_order",
+    "log_normalize", "read_input", "select_hvg", "select_rows", "subsample", "to_dense",
+    "write_h5ad",
 ]

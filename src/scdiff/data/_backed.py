@@ -21,7 +21,8 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from scdiff._errors import InputError
+from scdiff._errors import InputError, arg
+from scdiff._seeds import buffer_seed, epoch_seed
 from scdiff.data._preprocess import _MIN_STD, Preprocessor, log_normalize, select_hvg
 from scdiff.data._validate import detect_scale
 
@@ -45,7 +46,8 @@ def read_backed(path: str | os.PathLike) -> ad.AnnData:
 
     path = Path(path)
     if path.suffix.lower() != ".h5ad":
-        raise InputError(f"--backed reads .h5ad files; {path.name} is not one: drop --backed.")
+        raise InputError(f"backed reading needs an .h5ad file; {path.name} is not one: read it "
+                         f"whole (without {arg('backed', True)}).")
     if not path.is_file():
         raise InputError(f"{path} does not exist or is not a file; check the path.")
     try:
@@ -79,7 +81,7 @@ class RowReader:
         with h5py.File(self.path, "r") as fh:
             if self.key not in fh:
                 where = "X" if layer is None else f"layer {layer!r}"
-                raise InputError(f"{self.path} holds no {where}; give --layer with a layer it has.")
+                raise InputError(f"{self.path} holds no {where}; give {arg('layer')} a layer it has.")
             node = fh[self.key]
             kind = node.attrs.get("encoding-type", "array")
             if isinstance(node, h5py.Group) and kind != "csr_matrix":
@@ -228,7 +230,7 @@ class BackedCells:
 
     def _plan(self, seed: int, epoch: int) -> list[tuple[np.ndarray, int]]:
         """This epoch's buffers: (blocks, batches it yields), from (seed, epoch) alone."""
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         order = self.blocks[torch.randperm(len(self.blocks), generator=gen).numpy()]
         groups = [order[i : i + self.buffer_blocks] for i in range(0, len(order), self.buffer_blocks)]
         return [(g, sum(self._block_len(int(b)) for b in g)) for g in groups]
@@ -242,7 +244,7 @@ class BackedCells:
         epoch, skip = divmod(start_step, per_epoch)
         with ThreadPoolExecutor(1) as pool:
             while True:
-                plan = [(g, n // bs, seed * 7_919 + epoch * 104_729 + k)
+                plan = [(g, n // bs, buffer_seed(seed, epoch, k))
                         for k, (g, n) in enumerate(self._plan(seed, epoch))]
                 todo = []
                 for blocks, count, perm_seed in plan:  # whole buffers already done are not read

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from scdiff._errors import InputError
+from scdiff._errors import InputError, ScdiffWarning, arg
 
 
 def _as_list(keys: str | Sequence[str] | None) -> list[str]:
@@ -41,7 +41,7 @@ def _check_categories(key: str, col: pd.Series) -> None:
     if len(sizes) < 2:
         raise InputError(
             f"condition column {key!r} has a single category ({sizes.index[0]!r}): there is "
-            "nothing to condition on; drop this --condition."
+            f"nothing to condition on; drop it from {arg('condition')}."
         )
     lonely = sizes[sizes < 2]
     if len(lonely):
@@ -217,8 +217,9 @@ class ConditionEncoder:
         if unseen:
             shown = "; ".join(", ".join(f"{k}={v}" for k, v in zip(self.keys, c, strict=True))
                               for c in unseen[:3])
-            warnings.warn(f"{len(unseen)} combination(s) never seen in training ({shown}): generated "
-                          f"from the attributes' separately learned effects.{hint}", stacklevel=3)
+            warnings.warn(ScdiffWarning(f"{len(unseen)} combination(s) never seen in training "
+                                        f"({shown}): generated from the attributes' separately "
+                                        f"learned effects.{hint}"), stacklevel=4)
 
     def warn_out_of_range(self, key_index: int, raw: np.ndarray) -> None:
         hi = self.dose_max[key_index]

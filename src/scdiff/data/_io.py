@@ -11,7 +11,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from scdiff._errors import InputError
+from scdiff._errors import InputError, arg
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
@@ -98,14 +98,17 @@ def check_anndata(adata: ad.AnnData, *, source: str = "the AnnData") -> None:
         )
 
 
-def check_out_dir(path: str | os.PathLike, *, overwrite: bool,
-                  hint: str = "choose another --out or pass --overwrite",
-                  error: type[Exception] = InputError) -> Path:
-    """Refuse an output folder that is a file, or that already holds something unless ``overwrite``."""
+def check_out_dir(path: str | os.PathLike, *, overwrite: bool, name: str = "out",
+                  hint: str | None = None, error: type[Exception] = InputError) -> Path:
+    """Refuse an output folder that is a file, or that already holds something unless ``overwrite``.
+
+    ``name`` is the parameter that gave ``path`` (messages tell the user to change it).
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise error(f"{path} exists and is not a directory; choose another output folder.")
+        raise error(f"{path} exists and is not a directory; choose another {arg(name)}.")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
+        hint = hint or f"choose another {arg(name)} or pass {arg('overwrite', True)}"
         raise error(f"{path} already exists and is not empty; {hint}.")
     return path
 
@@ -136,7 +139,7 @@ def check_output(path: str | os.PathLike, *, overwrite: bool, suffixes: Sequence
     if path.is_dir():
         raise InputError(f"output {path} is a directory; give a file name.")
     if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; choose another name or pass --overwrite.")
+        raise InputError(f"{path} already exists; choose another name or pass {arg('overwrite', True)}.")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise InputError(f"folder {parent} does not exist; create it first.")
@@ -172,7 +175,7 @@ def read_obs(path: str | os.PathLike) -> pd.DataFrame:
                  else pd.read_csv(path, sep="\t" if suffix == ".tsv" else ","))
         return frame.select_dtypes(exclude="number").join(frame.select_dtypes("number"))
     if suffix != ".h5ad":
-        raise InputError(f"{path} has extension {suffix!r}; --like reads .h5ad, .csv or .parquet.")
+        raise InputError(f"{path} has extension {suffix!r}; {arg('like')} reads .h5ad, .csv or .parquet.")
     import h5py
     from anndata.io import read_elem
 

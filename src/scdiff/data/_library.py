@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scdiff._errors import InputError
+from scdiff._errors import InputError, arg
 
 #: obs columns that hold a cell's total counts when the input is already normalised
 TOTAL_COUNT_COLUMNS = ("n_counts", "total_counts", "nCount_RNA")
 _N_QUANTILES = 101
-ALL = "__all__"
+#: The key of the quantiles of all training cells (the fallback for an unseen combination).
+ALL_CELLS_KEY = "__all__"
 
 
 def _group_key(values: Sequence[str]) -> str:
@@ -39,7 +40,7 @@ def fit_library_sizes(X, obs: pd.DataFrame, *, input_scale: str,
         if not np.all(np.isfinite(lib)) or (lib <= 0).any():
             return {}
     qs = np.linspace(0, 1, _N_QUANTILES)
-    out = {ALL: np.quantile(lib, qs).round(3).tolist()}
+    out = {ALL_CELLS_KEY: np.quantile(lib, qs).round(3).tolist()}
     if keys:
         groups = obs[list(keys)].astype(str).agg(_group_key, axis=1).to_numpy()
         for g in np.unique(groups):
@@ -55,16 +56,16 @@ def draw_library_sizes(library: dict[str, list[float]], obs: pd.DataFrame, keys:
         raise InputError(
             "counts were asked for, but the model was trained on log-normalised data without "
             "library sizes; train on raw counts (or with an obs column n_counts/total_counts), "
-            "or sample without --counts."
+            f"or sample without {arg('counts', True)}."
         )
     groups = (obs[list(keys)].astype(str).agg(_group_key, axis=1).to_numpy() if keys
-              else np.full(len(obs), ALL))
+              else np.full(len(obs), ALL_CELLS_KEY))
     u = rng.random(len(obs))
     qs = np.linspace(0, 1, _N_QUANTILES)
     out = np.empty(len(obs))
     for g in np.unique(groups):
         mask = groups == g
-        table = library.get(str(g), library[ALL])
+        table = library.get(str(g), library[ALL_CELLS_KEY])
         out[mask] = np.interp(u[mask], qs, table)  # inverse-CDF draw
     return out
 

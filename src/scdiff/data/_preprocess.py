@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from scdiff._errors import InputError
+from scdiff._errors import InputError, arg
 from scdiff.data._validate import Scale, detect_scale
 
 _MIN_STD = 1e-2  # floor for near-constant genes, so scaling never divides by ~0
@@ -33,6 +33,17 @@ def log_normalize(X, target_sum: float = 1e4):
     lib = X.sum(axis=1, keepdims=True)
     lib[lib == 0] = 1.0
     return np.log1p(X * (target_sum / lib)).astype(np.float32)
+
+
+def as_log_space(adata: ad.AnnData, *, source: str = "data") -> ad.AnnData:
+    """Counts become log1p(CP10k); log-normalised data pass through; scaled data are refused.
+
+    The space the metrics compare in, whatever file the user brings.
+    """
+    if detect_scale(adata.X, source=source) == "counts":
+        adata = adata.copy()
+        adata.X = log_normalize(adata.X)
+    return adata
 
 
 def _gene_moments(X) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +206,7 @@ def expression(adata: ad.AnnData, layer: str | None):
     """``adata.X`` or ``adata.layers[layer]``, with a clear error for an absent layer."""
     if layer is None:
         if adata.X is None:
-            raise InputError("the AnnData has no X; pass --layer with the layer to use.")
+            raise InputError(f"the AnnData has no X; pass {arg('layer')} with the layer to use.")
         return adata.X
     if layer not in adata.layers:
         raise InputError(

@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from scdiff._errors import InputError
+from scdiff._errors import InputError, arg
 
 Scale = Literal["counts", "log"]
 
@@ -50,7 +50,7 @@ def detect_scale(X, *, source: str = "X") -> Scale:
         raise InputError(
             f"{source} has negative values (min {vmin:.3g}): it looks scaled (z-scored); "
             "scdiff needs counts or log-normalised expression: use adata.raw "
-            "(adata = adata.raw.to_adata()) or --layer with the counts layer."
+            f"(adata = adata.raw.to_adata()) or {arg('layer')} with the counts layer."
         )
     sample = vals[: 1_000_000]
     if np.all(np.equal(np.mod(sample, 1), 0)) and np.all(np.equal(np.mod(vals, 1), 0)):

@@ -11,8 +11,10 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from scdiff._errors import InputError
+from scdiff.data import log_normalize
 
-Scale = Literal["log1p", "cp10k", "rate"]
+#: The scales true_mean reports in.
+TruthScale = Literal["log1p", "cp10k", "rate"]
 _MC_CHUNK = 1000  # Monte Carlo cells at once: bounds memory for many genes
 _CHUNK = 8192  # cells drawn at once by draw_cells: bounds memory for atlas-sized draws
 
@@ -86,7 +88,7 @@ def true_mean(
     cell_type: str,
     drug: str,
     dose: float,
-    scale: Scale = "log1p",
+    scale: TruthScale = "log1p",
     n_samples: int = 5000,
     seed: int = 0,
 ) -> np.ndarray:
@@ -153,12 +155,6 @@ def sample_counts(rng: np.random.Generator, mean: np.ndarray, dispersion: np.nda
     """Negative binomial counts as a gamma-Poisson mixture (variance mu + mu^2 / theta)."""
     lam = rng.gamma(dispersion, mean / dispersion)
     return rng.poisson(lam).astype(np.float32)
-
-
-def log_normalize(counts: np.ndarray) -> np.ndarray:
-    """log1p of counts per 10k, as ``sc.pp.normalize_total(target_sum=1e4); sc.pp.log1p``."""
-    total = np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
-    return np.log1p(counts * (1e4 / total))
 
 
 def draw_cells(rng: np.random.Generator, params: Mapping[str, Any], rates: np.ndarray,

@@ -99,7 +99,6 @@ def sample_loop(
     cats: torch.Tensor,
     doses: torch.Tensor,
     *,
-    null_codes: torch.Tensor,
     guidance: Guidance,
     steps: int,
     eta: float,
@@ -111,12 +110,14 @@ def sample_loop(
 ) -> torch.Tensor:
     """Run the reverse process for one batch of conditions; returns x_0 in model space.
 
+    ``net`` is the network (it gives ``n_genes`` and the attributes' ``null_codes``).
     ``x_start``/``t_start``: begin from ``x_start`` noised to ``t_start`` instead of
     pure noise (SDEdit-style translation of given cells).
     """
     device = cats.device
     n = cats.shape[0]
     n_genes = net.n_genes  # type: ignore[attr-defined]
+    null_codes = net.null_codes.to(device)  # type: ignore[attr-defined]
     timesteps = schedule.timesteps(steps)
     if t_start is not None:
         timesteps = [t for t in timesteps if t <= t_start] or [t_start]

@@ -1,5 +1,6 @@
-"""Perturbations: dose-response curves, scores of held-out doses and combinations,
-and the simple baselines they are compared with.
+"""Perturbation analyses above the model: dose-response curves of a trained model, scores
+of held-out doses and combinations, and the simple baselines they are compared with.
+(The curves are drawn by :func:`scdiff.pl.dose_response`.)
 
 Examples
 --------
@@ -12,11 +13,11 @@ Examples
 """
 
 from scdiff.perturb._baselines import additive, nearest_dose
-from scdiff.perturb._dose_response import dose_response, plot_dose_response
+from scdiff.perturb._dose_response import dose_response
 from scdiff.perturb._groups import Design
 from scdiff.perturb._metrics import evaluate_perturbation, r2_score, summarize
 
 __all__ = [
     "Design", "additive", "dose_response", "evaluate_perturbation", "nearest_dose",
-    "plot_dose_response", "r2_score", "summarize",
+    "r2_score", "summarize",
 ]

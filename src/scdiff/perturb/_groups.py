@@ -49,7 +49,7 @@ class Design:
                              f"{', '.join(map(str, adata.obs.columns))}.")
 
 
-def group_labels(adata: AnnData, design: Design) -> pd.DataFrame:
+def design_frame(adata: AnnData, design: Design) -> pd.DataFrame:
     """The design columns of ``adata.obs`` as strings (dose as float)."""
     frame = pd.DataFrame({c: adata.obs[c].astype(str).to_numpy() for c in design.columns[:-1]})
     frame[design.dose] = pd.to_numeric(adata.obs[design.dose]).to_numpy(dtype=float)
@@ -65,7 +65,7 @@ def group_means(adata: AnnData, design: Design) -> tuple[np.ndarray, list[tuple]
 def group_moments(adata: AnnData, design: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple]]:
     """Mean and variance of ``X`` and the cell count per group, and the group keys."""
     design.check(adata, "the data")
-    frame = group_labels(adata, design)
+    frame = design_frame(adata, design)
     codes, uniques = pd.MultiIndex.from_frame(frame).factorize()
     onehot = sp.csr_matrix(
         (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(uniques), len(codes))

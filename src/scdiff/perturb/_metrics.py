@@ -23,12 +23,14 @@ import pandas as pd
 from anndata import AnnData
 
 from scdiff._errors import InputError
+from scdiff.metrics import welch_t
 from scdiff.perturb._baselines import _control_moments, _lookup, additive, nearest_dose
 from scdiff.perturb._groups import Design, group_means, group_moments
 
 __all__ = ["evaluate_perturbation", "r2_score", "summarize"]
 
-METRICS = ["r2_all", "r2_top", "r2_delta_top"]
+#: The scores of each held-out condition (columns of :func:`evaluate_perturbation`).
+SCORES = ["r2_all", "r2_top", "r2_delta_top"]
 
 
 def r2_score(truth: np.ndarray, pred: np.ndarray) -> float:
@@ -51,8 +53,7 @@ def top_de_genes(delta: np.ndarray, var: np.ndarray, n: float, base_var: np.ndar
     ``delta`` is the group's mean minus the control's; ``var``/``base_var`` the two
     variances and ``n``/``n_base`` the cell counts (ties keep the gene order).
     """
-    t_stat = delta / np.sqrt(var / n + base_var / n_base + 1e-12)
-    return np.argsort(-np.abs(t_stat), kind="stable")[:n_top]
+    return np.argsort(-np.abs(welch_t(delta, var_a=var, n_a=n, var_b=base_var, n_b=n_base)), kind="stable")[:n_top]
 
 
 def evaluate_perturbation(
@@ -153,4 +154,4 @@ def summarize(table: pd.DataFrame, *, by: str | list[str] = "method") -> pd.Data
     >>> summarize(t)["r2_all"].tolist()
     [0.75]
     """
-    return table.groupby(by, sort=False)[METRICS].mean()
+    return table.groupby(by, sort=False)[SCORES].mean()

@@ -10,8 +10,8 @@ import pandas as pd
 from anndata import AnnData
 
 from scdiff._errors import InputError
-from scdiff.evaluate._inputs import align_genes, condition_keys, group_labels, rows, take
-from scdiff.evaluate._pca import fit_pca
+from scdiff.data import align_genes, condition_keys, group_labels, select_rows, subsample
+from scdiff.metrics import fit_pca
 from scdiff.pl._utils import category_colors, finish, given_axes, resolve_show, subplots
 
 ORIGIN_COLORS = {"real": "#4c72b0", "generated": "#dd8452"}
@@ -33,11 +33,11 @@ def embed(real: AnnData, generated: AnnData, *, basis: str = "umap", n_pcs: int 
         raise InputError(f"basis must be 'umap' or 'pca', got {basis!r}")
     generated = align_genes(real, generated, "generated")
     rng = np.random.default_rng(seed)
-    r_idx = take(np.arange(real.n_obs), max_cells, rng)
-    g_idx = take(np.arange(generated.n_obs), max_cells, rng)
-    xr = rows(real.X, r_idx)
-    pca = fit_pca(xr, n_pcs, seed=seed)
-    z = np.vstack([pca.transform(xr), pca.transform(rows(generated.X, g_idx))])
+    r_idx = subsample(np.arange(real.n_obs), max_cells, rng)
+    g_idx = subsample(np.arange(generated.n_obs), max_cells, rng)
+    xr = select_rows(real.X, r_idx)
+    pca = fit_pca(xr, n_pcs=n_pcs, seed=seed)
+    z = np.vstack([pca.transform(xr), pca.transform(select_rows(generated.X, g_idx))])
     if basis == "pca":
         return z[:, :2], r_idx, g_idx
     import scanpy as sc

@@ -9,8 +9,7 @@ import numpy as np
 from anndata import AnnData
 
 from scdiff._errors import InputError
-from scdiff.evaluate._markers import marker_scores, top_markers
-from scdiff.evaluate._moments import gene_stats
+from scdiff.metrics import gene_stats, marker_scores, top_markers
 from scdiff.pl._utils import finish, given_axes, resolve_show, shared_groups, subplots
 
 
@@ -67,7 +66,7 @@ def marker_dotplot(
     st_g = {g: gene_stats(generated.X[np.flatnonzero(lab_g == g)]) for g in groups}
     genes: list[int] = []
     for t, _ in marker_scores(st_r).values():
-        genes += [int(i) for i in top_markers(t, n_genes) if i not in genes]
+        genes += [int(i) for i in top_markers(t, k=n_genes) if i not in genes]
     row_names, frac, mean = [], [], []
     for g in groups:
         for origin, st in (("real", st_r[g]), ("generated", st_g[g])):

@@ -25,7 +25,7 @@ def metric_bars(
     Parameters
     ----------
     table
-        A table from :func:`scdiff.evaluate.evaluate`.
+        A table from :func:`scdiff.evaluate`.
     group
         Which group's rows to draw.
     ncols
@@ -47,7 +47,7 @@ def metric_bars(
     >>> axes = scdiff.pl.metric_bars(t, show=False)
     """
     if not {"group", "metric", "value", "floor", "better"} <= set(table.columns):
-        raise InputError("metric_bars needs a table from scdiff.evaluate.evaluate")
+        raise InputError("metric_bars needs a table from scdiff.evaluate")
     sub = table[table["group"] == group]
     if sub.empty:
         raise InputError(f"group {group!r} not in the table; groups: "

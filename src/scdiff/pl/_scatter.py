@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from anndata import AnnData
 
-from scdiff.evaluate._moments import _corr, gene_stats
+from scdiff.metrics import correlation, gene_stats
 from scdiff.pl._utils import finish, given_axes, resolve_show, shared_groups, subplots
 
 
@@ -66,5 +66,5 @@ def mean_scatter(
         a.plot([0, hi], [0, hi], color="0.6", lw=0.8, zorder=0)
         a.scatter(mr, mg, s=4, alpha=0.6, linewidths=0, color="#4c72b0", rasterized=True)
         a.set(xlim=(0, hi), ylim=(0, hi), xlabel="real mean", ylabel="generated mean")
-        a.set_title(f"{g}\nr = {_corr(mr, mg):.3f}", fontsize=9)
+        a.set_title(f"{g}\nr = {correlation(mr, mg):.3f}", fontsize=9)
     return finish(fig, axes, show=show, save=save)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scdiff.evaluate._inputs import align_genes, condition_keys, group_labels, group_order
+from scdiff.data import align_genes, condition_keys, group_labels, group_order
 
 
 def subplots(n: int, *, ncols: int | None = None, panel: tuple[float, float] = (4.0, 4.0),

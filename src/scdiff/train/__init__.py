@@ -2,12 +2,10 @@
 
 from scdiff.train._data import CellTensors
 from scdiff.train._distributed import distributed, is_main_process, rank, world_size
+from scdiff.train._state import EMA, TrainResult, copy_with_state
 from scdiff.train._trainer import (
-    EMA,
     TrainConfig,
     Trainer,
-    TrainResult,
-    copy_with_state,
     drop_conditions,
     lr_at,
     resolve_device,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from scdiff._seeds import epoch_seed
+
 #: Fraction of the GPU's free memory the training set may take before it stays on the host.
 DEVICE_FRACTION = 0.5
 
@@ -77,7 +79,7 @@ class CellTensors:
         here = self.x.device
         gather = _HostToDevice(self, bs) if self.device is not None and self.device != here else None
         while True:
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            gen = torch.Generator().manual_seed(epoch_seed(seed, epoch))
             perm = torch.randperm(n, generator=gen).to(here)
             for i in range(offset, per_epoch):
                 idx = perm[i * bs : (i + 1) * bs]

@@ -8,19 +8,20 @@ and DistributedDataParallel when torch.distributed is initialised (torchrun).
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from scdiff._errors import InputError
+from scdiff._errors import InputError, arg
+from scdiff._seeds import rank_seed
 from scdiff.diffusion import NoiseSchedule
 from scdiff.train._data import CellTensors
+from scdiff.train._state import EMA, TrainResult, checkpoint_tensors, reseed_rank, restore_checkpoint
 
 
 @dataclass
@@ -61,7 +62,8 @@ def resolve_device(device: str) -> torch.device:
     except RuntimeError as err:
         raise InputError(f"device {device!r} is not one torch knows; use auto, cpu or cuda.") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' asked but no CUDA GPU is visible; use --device cpu or auto.")
+        raise InputError(f"device 'cuda' asked but no CUDA GPU is visible; use {arg('device', 'cpu')} "
+                         "or 'auto'.")
     return dev
 
 
@@ -129,42 +131,6 @@ def drop_conditions(
     return cats, doses
 
 
-class EMA:
-    """Exponential moving average of parameters, with warm-up (decay grows with step)."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.shadow = [p.detach().clone() for p in model.parameters()]
-
-    def decay_at(self, step: int) -> float:
-        return min(self.decay, (1 + step) / (10 + step))
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, step: int, *, every: int = 1, last: bool = False) -> None:
-        """Fold in the weights after optimizer step ``step`` (0-based).
-
-        With ``every`` > 1 the average is updated every ``every`` steps (and at the
-        ``last``) with the decay raised to the steps it covers: the same average for
-        weights that move little in between, at a fraction of the memory traffic. Which
-        steps update depends on ``step`` alone, so a resumed run updates on the same ones.
-        """
-        k = every if (step + 1) % every == 0 else ((step + 1) % every if last else 0)
-        if k == 0:
-            return
-        params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(self.shadow, params, 1.0 - self.decay_at(step) ** k)
-
-    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        names = [n for n, _ in model.named_parameters()]
-        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        state.update({n: s.clone() for n, s in zip(names, self.shadow, strict=True)})
-        return state
-
-    def load(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-        names = [n for n, _ in model.named_parameters()]
-        self.shadow = [state[n].to(p.device).clone() for n, p in zip(names, model.parameters(), strict=True)]
-
-
 def scaled_lr(batch_size: int, *, base_lr: float = 1e-3, base_batch: int = 256) -> float:
     """The default peak learning rate: ``base_lr`` at ``base_batch``, square-root scaled.
 
@@ -188,68 +154,23 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 @dataclass
-class TrainResult:
-    model: nn.Module  # raw weights, trained
-    ema_state: dict[str, torch.Tensor]
+class _Fit:
+    """The state of one fit: network (and its DDP wrapper), optimizer, EMA, random streams."""
+
+    net: nn.Module
+    train_net: nn.Module
+    opt: torch.optim.Optimizer
+    ema: EMA
+    gen: torch.Generator  # the CPU stream (bit-for-bit resumable)
+    dgen: torch.Generator  # where t, noise and dropout are drawn (gen on the CPU)
+    scaler: torch.amp.GradScaler
+    amp: contextlib.AbstractContextManager
+    batches: Iterator
+    null_codes: torch.Tensor  # each attribute's null token, on the device
+    rank: int
+    world: int
+    start: int
     log: list[dict]
-    step: int = 0  # steps done (less than config.steps when stopped early)
-    stopped: bool = False
-    early_stopped: bool = False  # the monitor asked to stop: training is complete, not interrupted
-
-
-def checkpoint_tensors(net: nn.Module, ema: EMA, opt: torch.optim.Optimizer,
-                       gen: torch.Generator,
-                       device_gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Everything a bit-for-bit resume needs, as named tensors (safetensors, no pickle)."""
-    out = {f"model.{k}": v for k, v in net.state_dict().items()}
-    out.update({f"ema.{k}": v for k, v in ema.state_dict(net).items()})
-    for i, state in opt.state_dict()["state"].items():
-        for key, value in state.items():
-            out[f"optim.{i}.{key}"] = torch.as_tensor(value)
-    out["rng.trainer"] = gen.get_state()
-    out["rng.torch"] = torch.get_rng_state()
-    if device_gen is not None and device_gen is not gen:
-        out["rng.device"] = device_gen.get_state()
-    if device_gen is not None and device_gen.device.type == "cuda":
-        # the network's dropout draws from the device's default generator, not from ours
-        out["rng.cuda"] = torch.cuda.get_rng_state(device_gen.device)
-    return out
-
-
-def restore_checkpoint(tensors: dict[str, torch.Tensor], net: nn.Module, ema: EMA,
-                       opt: torch.optim.Optimizer, gen: torch.Generator,
-                       device_gen: torch.Generator | None = None) -> None:
-    """Inverse of :func:`checkpoint_tensors` onto freshly built objects."""
-    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.load(net, {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, i, name = key.split(".", 2)
-            state.setdefault(int(i), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
-    gen.set_state(tensors["rng.trainer"])
-    torch.set_rng_state(tensors["rng.torch"])
-    if device_gen is not None and device_gen is not gen and "rng.device" in tensors:
-        device_gen.set_state(tensors["rng.device"])
-    if device_gen is not None and device_gen.device.type == "cuda" and "rng.cuda" in tensors:
-        torch.cuda.set_rng_state(tensors["rng.cuda"], device_gen.device)
-
-
-def reseed_rank(gen: torch.Generator, device_gen: torch.Generator, seed: int, rank: int,
-                step: int) -> None:
-    """Fresh random streams for a rank other than 0 that resumes from rank 0's checkpoint.
-
-    The checkpoint holds rank 0's generator states; restored on every rank, they would
-    give all ranks the same timesteps, noise and dropout masks from then on. Each rank
-    other than 0 reseeds from (seed, rank, step) instead: a resumed multi-process run is
-    then equal to an uninterrupted one in distribution, not bit for bit.
-    """
-    s = int(seed) + 1_000_003 * int(rank) + 7_919 * int(step)
-    torch.manual_seed(s)  # the CPU and every CUDA device: the network's dropout
-    gen.manual_seed(s)
-    if device_gen is not gen:
-        device_gen.manual_seed(s + 1)
 
 
 class Trainer:
@@ -257,17 +178,19 @@ class Trainer:
 
     ``on_log(step, metrics)`` is called every ``log_every`` steps (rank 0 only):
     the library never prints; the caller draws progress. ``on_checkpoint(step,
-    tensors)`` receives :func:`checkpoint_tensors` every ``checkpoint_every`` steps
-    and when ``should_stop()`` turns true (then training returns early).
-    ``resume`` (tensors from a checkpoint, with ``step``) continues exactly where
-    that checkpoint was taken.
+    tensors, log)`` receives :func:`checkpoint_tensors` and the log so far every
+    ``checkpoint_every`` steps and when ``should_stop()`` turns true (then training
+    returns early). ``resume`` (step, tensors and log from a checkpoint) continues
+    exactly where that checkpoint was taken. ``on_eval(step, ema_state)`` is called
+    every ``eval_every`` steps with a function giving the EMA weights; it returns
+    metrics for the log and whether to stop early (the run is then complete).
     """
 
     def __init__(self, config: TrainConfig, schedule: NoiseSchedule, device: torch.device) -> None:
+        resolve_precision(config.precision, device)  # a bad precision fails here, not mid-run
         self.cfg = config
         self.schedule = schedule
         self.device = device
-        self.autocast_dtype = resolve_precision(config.precision, device)
 
     def fit(
         self,
@@ -275,12 +198,53 @@ class Trainer:
         data: CellTensors,
         *,
         on_log: Callable[[int, dict], None] | None = None,
-        on_checkpoint: Callable[[int, dict[str, torch.Tensor]], None] | None = None,
+        on_checkpoint: Callable[[int, dict[str, torch.Tensor], list[dict]], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         resume: tuple[int, dict[str, torch.Tensor], list[dict]] | None = None,
         on_eval: Callable[[int, Callable[[], dict[str, torch.Tensor]]], tuple[dict, bool]] | None = None,
         eval_every: int = 0,
     ) -> TrainResult:
+        cfg = self.cfg
+        f = self._start(net, data, resume)
+        running = torch.zeros((), device=self.device)
+        running_gn = torch.zeros((), device=self.device)
+        n_since, step, stopped, early_stop = 0, f.start, False, False
+        f.net.train()
+        while step < cfg.steps:
+            loss, grad_norm = self._step(f, step)
+            running += loss.detach()
+            running_gn += grad_norm.detach()
+            n_since += 1
+            step += 1
+            last = step == cfg.steps
+            if step % cfg.log_every == 0 or last:
+                row = self._log_row(f, step, running, running_gn, n_since)
+                n_since = 0
+                if on_eval is not None and f.rank == 0 and eval_every and step % eval_every == 0:
+                    # monitoring (e.g. MMD of a small sample to held-out cells) with EMA weights
+                    metrics, early = on_eval(step, lambda: f.ema.state_dict(f.net))
+                    row.update(metrics)
+                    early_stop = early_stop or early
+                if f.rank == 0:
+                    f.log.append(row)
+                    if on_log is not None:
+                        on_log(step, row)
+            if early_stop and not last:
+                break
+            stop = self._agreed_stop(f, should_stop)
+            periodic = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not last
+            if on_checkpoint is not None and f.rank == 0 and (periodic or (stop and not last)):
+                on_checkpoint(step, checkpoint_tensors(f.net, f.ema, f.opt, f.gen, f.dgen), f.log)
+            if stop and not last:
+                stopped = True
+                break
+        f.net.eval()
+        return TrainResult(model=f.net, ema_state=f.ema.state_dict(f.net), log=f.log, step=step,
+                           stopped=stopped)
+
+    def _start(self, net: nn.Module, data: CellTensors,
+               resume: tuple[int, dict[str, torch.Tensor], list[dict]] | None) -> _Fit:
+        """Seed the streams, place the network and the data, restore a checkpoint."""
         cfg, device = self.cfg, self.device
         distributed = dist.is_available() and dist.is_initialized()
         rank = dist.get_rank() if distributed else 0
@@ -291,19 +255,15 @@ class Trainer:
         # on a GPU from a generator on the device, so no host-to-device copy per step
         dgen = (torch.Generator(device=device).manual_seed(cfg.seed + rank)
                 if device.type == "cuda" else gen)
-
         net = net.to(device)
-        self.autocast_dtype = resolve_precision(cfg.precision, device,
-                                                n_params=sum(p.numel() for p in net.parameters()))
-        null_codes = torch.tensor(net.n_categories, dtype=torch.long, device=device)
+        autocast = resolve_precision(cfg.precision, device, n_params=sum(p.numel() for p in net.parameters()))
         train_net: nn.Module = net
         if distributed:
             train_net = nn.parallel.DistributedDataParallel(
                 net, device_ids=[device.index] if device.type == "cuda" else None
             )
         # the fused kernel (CUDA, and the CPU since torch 2.4) is one pass over all parameters
-        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                fused=True)
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         ema = EMA(net, cfg.ema_decay)
         start, log = 0, []
         if resume is not None:
@@ -313,90 +273,56 @@ class Trainer:
                 reseed_rank(gen, dgen, cfg.seed, rank, start)
             log = list(log)
         shard = data.shard(rank, world).to(device)
-        batches = shard.batches(max(1, cfg.batch_size // world), cfg.seed + 7919 * rank, start)
-        use_scaler = self.autocast_dtype == torch.float16
-        scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
-        amp = (torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
-               if self.autocast_dtype is not None else contextlib.nullcontext())
+        batches = shard.batches(max(1, cfg.batch_size // world), rank_seed(cfg.seed, rank), start)
+        scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
+        amp = (torch.autocast(device_type=device.type, dtype=autocast)
+               if autocast is not None else contextlib.nullcontext())
+        return _Fit(net, train_net, opt, ema, gen, dgen, scaler, amp, batches, net.null_codes.to(device),
+                    rank, world, start, log)
 
-        running = torch.zeros((), device=device)
-        running_gn = torch.zeros((), device=device)
-        n_since = 0
-        T = self.schedule.num_timesteps
-        net.train()
-        step = start
-        stopped = early_stop = False
-        while step < cfg.steps:
-            lr = lr_at(step, cfg)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            x0, cats, doses = next(batches)
-            cats, doses = drop_conditions(cats, doses, null_codes, cfg.p_uncond, dgen)
-            t = torch.randint(0, T, (x0.shape[0],), generator=dgen, device=dgen.device).to(device)
-            noise = torch.randn(x0.shape, generator=dgen, device=dgen.device).to(device)
-            x_t = self.schedule.add_noise(x0, noise, t)
-            target = self.schedule.target(x0, noise, t)
-            with amp:
-                out = train_net(x_t, t, cats, doses)
-            per_cell = ((out.float() - target) ** 2).mean(dim=1)
-            loss = (self.schedule.loss_weight(t, cfg.loss_weighting, cfg.snr_gamma) * per_cell).mean()
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            ema.update(net, step, every=cfg.ema_every, last=step + 1 == cfg.steps)
-            running += loss.detach()
-            running_gn += grad_norm.detach()
-            n_since += 1
-            step += 1
-            last = step == cfg.steps
-            if step % cfg.log_every == 0 or last:
-                if distributed:
-                    dist.all_reduce(running)
-                    running /= world
-                row = {"step": step, "loss": float(running) / n_since,
-                       "grad_norm": float(running_gn) / n_since, "lr": lr}
-                running.zero_()
-                running_gn.zero_()
-                n_since = 0
-                if on_eval is not None and rank == 0 and eval_every and step % eval_every == 0:
-                    # monitoring (e.g. MMD of a small sample to held-out cells) with EMA weights
-                    metrics, early = on_eval(step, lambda: ema.state_dict(net))
-                    row.update(metrics)
-                    early_stop = early_stop or early
-                if rank == 0:
-                    log.append(row)
-                    if on_log is not None:
-                        on_log(step, row)
-            stop = should_stop is not None and should_stop()
-            if early_stop and not last:
-                break
-            if distributed and should_stop is not None:  # all ranks stop at the same step
-                flag = torch.tensor(float(stop), device=device)
-                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                stop = bool(flag.item())
-            periodic = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not last
-            if on_checkpoint is not None and rank == 0 and (periodic or (stop and not last)):
-                on_checkpoint(step, {**checkpoint_tensors(net, ema, opt, gen, dgen),
-                                     "log": _log_tensor(log)})
-            if stop and not last:
-                stopped = True
-                break
-        net.eval()
-        return TrainResult(model=net, ema_state=ema.state_dict(net), log=log, step=step,
-                           stopped=stopped, early_stopped=early_stop)
+    def _step(self, f: _Fit, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on the next minibatch; returns (loss, gradient norm), on the device."""
+        cfg, device = self.cfg, self.device
+        lr = lr_at(step, cfg)
+        for group in f.opt.param_groups:
+            group["lr"] = lr
+        x0, cats, doses = next(f.batches)
+        cats, doses = drop_conditions(cats, doses, f.null_codes, cfg.p_uncond, f.dgen)
+        t = torch.randint(0, self.schedule.num_timesteps, (x0.shape[0],), generator=f.dgen,
+                          device=f.dgen.device).to(device)
+        noise = torch.randn(x0.shape, generator=f.dgen, device=f.dgen.device).to(device)
+        x_t = self.schedule.add_noise(x0, noise, t)
+        target = self.schedule.target(x0, noise, t)
+        with f.amp:
+            out = f.train_net(x_t, t, cats, doses)
+        per_cell = ((out.float() - target) ** 2).mean(dim=1)
+        loss = (self.schedule.loss_weight(t, cfg.loss_weighting, cfg.snr_gamma) * per_cell).mean()
+        f.opt.zero_grad(set_to_none=True)
+        f.scaler.scale(loss).backward()
+        f.scaler.unscale_(f.opt)
+        grad_norm = torch.nn.utils.clip_grad_norm_(f.net.parameters(), cfg.grad_clip)
+        f.scaler.step(f.opt)
+        f.scaler.update()
+        f.ema.update(f.net, step, every=cfg.ema_every, last=step + 1 == cfg.steps)
+        return loss, grad_norm
 
+    def _log_row(self, f: _Fit, step: int, running: torch.Tensor, running_gn: torch.Tensor,
+                 n_since: int) -> dict:
+        """The log row of the steps since the last one (loss averaged over ranks); resets the sums."""
+        if f.world > 1:
+            dist.all_reduce(running)
+            running /= f.world
+        row = {"step": step, "loss": float(running) / n_since, "grad_norm": float(running_gn) / n_since,
+               "lr": lr_at(step - 1, self.cfg)}
+        running.zero_()
+        running_gn.zero_()
+        return row
 
-def _log_tensor(log: list[dict]) -> torch.Tensor:
-    """The log rows as a float64 tensor [rows, 4] (step, loss, grad_norm, lr)."""
-    return torch.tensor([[r["step"], r["loss"], r["grad_norm"], r["lr"]] for r in log],
-                        dtype=torch.float64).reshape(-1, 4)
-
-
-def copy_with_state(net: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """A copy of ``net`` carrying ``state`` (e.g. the EMA weights) for sampling."""
-    twin = copy.deepcopy(net)
-    twin.load_state_dict(state)
-    return twin.eval()
+    def _agreed_stop(self, f: _Fit, should_stop: Callable[[], bool] | None) -> bool:
+        """Whether to stop now; under torch.distributed every rank stops at the same step."""
+        stop = should_stop is not None and should_stop()
+        if f.world > 1 and should_stop is not None:
+            flag = torch.tensor(float(stop), device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import pearsonr, spearmanr
 
-from scdiff.evaluate._inputs import dense
+from scdiff.data import to_dense
 
 #: Number of most variable genes whose gene-gene correlations are compared.
 N_CORR_GENES = 100
@@ -24,8 +24,15 @@ class GeneStats:
     zero_frac: np.ndarray  # fraction of cells with expression <= 0
 
 
-def gene_stats(X) -> GeneStats:
-    """Mean, variance and fraction of zeros of each gene, without densifying a sparse ``X``."""
+def gene_stats(x) -> GeneStats:
+    """Mean, variance and fraction of zeros of each gene, without densifying a sparse ``x``.
+
+    Examples
+    --------
+    >>> gene_stats(np.array([[0.0, 1.0], [2.0, 3.0]])).zero_frac.tolist()
+    [0.5, 0.0]
+    """
+    X = x
     n = X.shape[0]
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float64)
@@ -40,11 +47,17 @@ def gene_stats(X) -> GeneStats:
     return GeneStats(n=n, mean=mean, var=var, zero_frac=1.0 - nonzero / max(n, 1))
 
 
-def _corr(a: np.ndarray, b: np.ndarray, kind: str = "pearson") -> float:
-    """Correlation of two vectors; NaN when either is constant."""
-    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+def correlation(x: np.ndarray, y: np.ndarray, *, kind: str = "pearson") -> float:
+    """Pearson (or ``kind="spearman"``) correlation of two vectors; NaN when either is constant.
+
+    Examples
+    --------
+    >>> correlation(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 7.0])) > 0.99
+    True
+    """
+    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
-    return float((pearsonr if kind == "pearson" else spearmanr)(a, b)[0])
+    return float((pearsonr if kind == "pearson" else spearmanr)(x, y)[0])
 
 
 def top_variable(stats: GeneStats, n: int = N_CORR_GENES) -> np.ndarray:
@@ -55,7 +68,7 @@ def top_variable(stats: GeneStats, n: int = N_CORR_GENES) -> np.ndarray:
 
 def gene_corr_matrix(X, genes: np.ndarray) -> np.ndarray:
     """Pearson correlation between ``genes`` across cells; constant genes correlate 0."""
-    sub = dense(X[:, genes])
+    sub = to_dense(X[:, genes])
     with np.errstate(invalid="ignore", divide="ignore"):
         c = np.corrcoef(sub, rowvar=False)
     return np.nan_to_num(np.atleast_2d(c), nan=0.0)
@@ -76,9 +89,9 @@ def moment_metrics(ref: GeneStats, other: GeneStats, ref_corr: np.ndarray, other
     """
     iu = np.triu_indices(ref_corr.shape[0], k=1)
     return {
-        "mean_pearson": _corr(ref.mean, other.mean),
-        "mean_spearman": _corr(ref.mean, other.mean, "spearman"),
-        "var_pearson": _corr(ref.var, other.var),
+        "mean_pearson": correlation(ref.mean, other.mean),
+        "mean_spearman": correlation(ref.mean, other.mean, kind="spearman"),
+        "var_pearson": correlation(ref.var, other.var),
         "zero_frac_mae": float(np.mean(np.abs(ref.zero_frac - other.zero_frac))),
-        "corr_pearson": _corr(ref_corr[iu], other_corr[iu]),
+        "corr_pearson": correlation(ref_corr[iu], other_corr[iu]),
     }

@@ -1,5 +1,4 @@
-"""Parsing of the command line's KEY=VALUE options (kept in the library so the API and
-tests share it)."""
+"""Parsing of the command line's KEY=VALUE options into the Python values the library takes."""
 
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ def parse_assignments(items: Sequence[str] | None, *, option: str) -> dict[str, 
     return out
 
 
-def _number(text: str, *, what: str) -> float:
+def parse_number(text: str, *, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -45,7 +44,7 @@ def parse_doses(items: Sequence[str] | None) -> dict[str, float]:
     Whether a negative value is allowed is the model's call (a dose trained on values
     >= 0 refuses it; a covariate such as a cell-cycle score accepts it).
     """
-    return {key: _number(value, what=f"--dose {key}=")
+    return {key: parse_number(value, what=f"--dose {key}=")
             for key, value in parse_assignments(items, option="--dose").items()}
 
 
@@ -55,8 +54,8 @@ def parse_guidance(items: Sequence[str] | None) -> float | dict[str, float]:
     if not items:
         return 1.0
     if len(items) == 1 and "=" not in items[0]:
-        return _number(items[0], what="--guidance")
+        return parse_number(items[0], what="--guidance")
     if any("=" not in i for i in items):
         raise InputError("--guidance takes one number, or KEY=WEIGHT for each attribute, not both.")
-    return {k: _number(v, what=f"--guidance {k}=") for k, v in
+    return {k: parse_number(v, what=f"--guidance {k}=") for k, v in
             parse_assignments(items, option="--guidance").items()}

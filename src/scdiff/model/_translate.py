@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
-from scdiff._errors import InputError
-
-if TYPE_CHECKING:
-    from scdiff._model import ConditionalDiffusion
+from scdiff._errors import InputError, arg
+from scdiff.model._setup import ModelParts
 
 
 def translation_inputs(
-    model: ConditionalDiffusion,
+    parts: ModelParts,
     source: ad.AnnData,
     condition: Mapping[str, str] | None,
     dose: Mapping[str, float] | None,
@@ -34,15 +31,15 @@ def translation_inputs(
     if source.n_obs == 0:
         raise InputError("the cells to translate hold no cells; nothing to translate.")
     if not (isinstance(strength, (int, float)) and 0.0 < float(strength) <= 1.0):
-        raise InputError(f"strength = {strength} needs to be in (0, 1]: the fraction of the "
+        raise InputError(f"{arg('strength', strength)} needs to be in (0, 1]: the fraction of the "
                          "diffusion the cells are noised to (e.g. 0.6).")
     condition, dose = dict(condition or {}), dict(dose or {})
-    enc = model.encoder
+    enc = parts.encoder
     frame = enc.request_obs(source.n_obs, condition, dose, rng)
     for key in enc.attributes:
         if key not in condition and key not in dose and key in source.obs.columns:
             col = source.obs[key]
             frame[key] = (col.astype(str) if key in enc.keys else col.astype(float)).to_numpy()
-    z = model.preprocessor.transform(model.preprocessor.log_expression(source))
-    t_start = int(round(float(strength) * (model.schedule.num_timesteps - 1)))
+    z = parts.preprocessor.transform(parts.preprocessor.log_expression(source))
+    t_start = int(round(float(strength) * (parts.schedule.num_timesteps - 1)))
     return frame, z, t_start

@@ -1,4 +1,4 @@
-"""Checking and slicing the AnnData objects that evaluation compares.
+"""Grouping cells by their condition columns, aligning gene sets, and slicing rows.
 
 Everything here works on row indices, so a large sparse matrix is only ever
 sliced to the cells a metric uses, never densified whole.
@@ -18,7 +18,7 @@ from scdiff._errors import InputError
 #: Separator between the values of several condition columns in a group name.
 GROUP_SEP = " | "
 #: Group name used when no condition is given.
-ALL = "all"
+ALL_CELLS = "all"
 
 
 def condition_keys(condition: str | Sequence[str] | None) -> list[str]:
@@ -48,7 +48,7 @@ def group_labels(adata: AnnData, keys: list[str], what: str) -> np.ndarray:
         How the error message names ``adata`` ("real", "generated", ...).
     """
     if not keys:
-        return np.full(adata.n_obs, ALL, dtype=object)
+        return np.full(adata.n_obs, ALL_CELLS, dtype=object)
     missing = [k for k in keys if k not in adata.obs.columns]
     if missing:
         raise InputError(
@@ -93,7 +93,7 @@ def align_genes(real: AnnData, other: AnnData, what: str) -> AnnData:
     return other[:, real.var_names]
 
 
-def rows(X, idx: np.ndarray):
+def select_rows(X, idx: np.ndarray):
     """Rows ``idx`` of a dense or sparse matrix: sparse as float64 CSR, dense float32 kept.
 
     Dense float32 is not doubled in memory; scipy sums sparse float32 in float32,
@@ -104,19 +104,13 @@ def rows(X, idx: np.ndarray):
     return np.asarray(X[idx], dtype=np.float32 if X.dtype == np.float32 else np.float64)
 
 
-def dense(X) -> np.ndarray:
+def to_dense(X) -> np.ndarray:
     """A dense float64 copy of an already small matrix."""
     return X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
 
 
-def take(idx: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def subsample(idx: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """At most ``n`` of ``idx`` drawn without replacement, kept in ascending order."""
     if len(idx) <= n:
         return np.asarray(idx)
     return np.sort(rng.choice(idx, size=n, replace=False))
-
-
-def group_rng(seed: int, group: str, stream: int = 0) -> np.random.Generator:
-    """A generator that depends on the seed and the group name only, not on other groups."""
-    key = [int(b) for b in group.encode()] or [0]
-    return np.random.default_rng([seed, stream, *key])

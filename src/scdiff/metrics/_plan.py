@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scdiff.evaluate._inputs import group_rng, take
+from scdiff.data import subsample
 
 #: Groups with fewer cells than this in any sample are skipped (5-fold CV needs 5).
 MIN_CELLS = 5
@@ -69,7 +69,7 @@ def make_plan(groups: list[str], lab_real: np.ndarray, lab_gen: np.ndarray,
             perm = rng.permutation(real_g)
             half = (len(perm) + 1) // 2
             ref_pool, other_pool = np.sort(perm[:half]), np.sort(perm[half:])
-        ref = take(ref_pool, max_cells, rng)
+        ref = subsample(ref_pool, max_cells, rng)
         n_cmp = min(len(gen_g), len(other_pool), max_cells)
         if len(ref) < MIN_CELLS or n_cmp < MIN_CELLS:
             extra = f", train {len(train_g)}" if lab_train is not None else ""
@@ -78,7 +78,13 @@ def make_plan(groups: list[str], lab_real: np.ndarray, lab_gen: np.ndarray,
         if max(len(real_g), len(gen_g), len(train_g)) > max_cells:
             plan.capped.append(g)
         plan.groups[g] = GroupPlan(
-            ref=ref, other=take(other_pool, n_cmp, rng), gen=take(gen_g, n_cmp, rng),
-            train=take(train_g, max_cells, rng), n_real=len(real_g),
+            ref=ref, other=subsample(other_pool, n_cmp, rng), gen=subsample(gen_g, n_cmp, rng),
+            train=subsample(train_g, max_cells, rng), n_real=len(real_g),
         )
     return plan
+
+
+def group_rng(seed: int, group: str, stream: int = 0) -> np.random.Generator:
+    """A generator that depends on the seed and the group name only, not on other groups."""
+    key = [int(b) for b in group.encode()] or [0]
+    return np.random.default_rng([seed, stream, *key])

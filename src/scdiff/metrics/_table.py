@@ -103,7 +103,7 @@ def benchmark_table(results: dict[str, pd.DataFrame]) -> pd.DataFrame:
     Parameters
     ----------
     results
-        Method name -> the table :func:`scdiff.evaluate.evaluate` returned for it.
+        Method name -> the table :func:`scdiff.evaluate` returned for it.
 
     Returns
     -------

@@ -19,6 +19,12 @@ def median_bandwidth(x: np.ndarray, *, max_cells: int = 1000, seed: int = 0) -> 
     """Median pairwise Euclidean distance between the rows of ``x`` (the median heuristic).
 
     At most ``max_cells`` rows (drawn with ``seed``) are used; 1.0 when all rows coincide.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> median_bandwidth(np.array([[0.0], [1.0], [3.0]]))
+    2.0
     """
     x = np.asarray(x, dtype=np.float64)
     if len(x) > max_cells:

@@ -19,8 +19,8 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from scdiff._errors import InputError
-from scdiff.evaluate._inputs import condition_keys, group_labels, rows, take
-from scdiff.evaluate._pca import fit_pca
+from scdiff.data import condition_keys, group_labels, select_rows, subsample
+from scdiff.metrics._pca import fit_pca
 
 __all__ = ["gaussian_pca", "resample"]
 
@@ -93,9 +93,9 @@ def gaussian_pca(train: AnnData, like: AnnData, *, condition: str | Sequence[str
     """
     keys, lab_train, lab_like = _groups(train, like, condition)
     rng = np.random.default_rng(seed)
-    fit_rows = take(np.arange(train.n_obs), _PCA_MAX_CELLS, rng)
-    pca = fit_pca(rows(train.X, fit_rows), n_pcs, seed=seed)
-    z_train = pca.transform(rows(train.X, np.arange(train.n_obs)))
+    fit_rows = subsample(np.arange(train.n_obs), _PCA_MAX_CELLS, rng)
+    pca = fit_pca(select_rows(train.X, fit_rows), n_pcs=n_pcs, seed=seed)
+    z_train = pca.transform(select_rows(train.X, np.arange(train.n_obs)))
     z = np.zeros((like.n_obs, pca.n_pcs))
     for g in sorted(set(lab_like.tolist())):
         zg = z_train[lab_train == g]

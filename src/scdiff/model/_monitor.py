@@ -10,10 +10,11 @@ import numpy as np
 import torch
 
 from scdiff.diffusion import Guidance, NoiseSchedule, sample_loop
-from scdiff.evaluate._distances import mmd_rbf
+from scdiff.metrics import median_bandwidth, mmd_rbf
 from scdiff.nn import ConditionalMLP
 
-MAX_CELLS = 512
+#: Held-out cells per half that the monitor compares (the MMD's cost is quadratic in them).
+MONITOR_CELLS = 512
 
 
 class SampleMonitor:
@@ -21,16 +22,18 @@ class SampleMonitor:
 
     The held-out cells are split in halves A and B. Each evaluation generates cells
     with A's conditions (same noise every time, so successive values compare) and
-    reports ``mmd`` (generated vs B) and ``mmd_floor`` (A vs B, fixed). With
-    ``patience``, training stops once ``mmd`` has not improved for that many
-    evaluations in a row.
+    reports ``mmd`` (generated vs B) and ``mmd_floor`` (A vs B, fixed), with the kernel
+    bandwidth of :func:`scdiff.metrics.median_bandwidth` on A and B together, fixed so
+    that values compare. With ``patience``, training stops once ``mmd`` has not improved
+    for that many evaluations in a row; :meth:`state` and :meth:`load_state` carry that
+    count through a checkpoint.
     """
 
     def __init__(self, network_config: dict, schedule: NoiseSchedule, x: np.ndarray, codes: np.ndarray,
                  doses: np.ndarray, attributes: tuple[str, ...], *, n_pcs: int = 20, steps: int = 20,
                  patience: int | None = None, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
-        idx = rng.permutation(len(x))[: MAX_CELLS * 2]
+        idx = rng.permutation(len(x))[: MONITOR_CELLS * 2]
         half = len(idx) // 2
         self.a, self.b = idx[:half], idx[half:]
         centre = x[idx].mean(0)
@@ -38,9 +41,7 @@ class SampleMonitor:
         self.centre, self.components = centre, vt[:n_pcs].T
         self.target = self._project(x[self.b])
         a_proj = self._project(x[self.a])
-        both = np.vstack([a_proj, self.target])
-        d2 = ((both[:, None] - both[None]) ** 2).sum(-1)
-        self.sigma = float(np.sqrt(np.median(d2[d2 > 0]) / 2))  # fixed bandwidth: values compare
+        self.sigma = median_bandwidth(np.vstack([a_proj, self.target]), seed=seed)
         self.floor = mmd_rbf(a_proj, self.target, sigma=self.sigma)
         self.codes, self.doses = codes[self.a], doses[self.a]
         self.net = ConditionalMLP(**network_config)  # built before training seeds its RNG
@@ -51,6 +52,13 @@ class SampleMonitor:
     def _project(self, x: np.ndarray) -> np.ndarray:
         return (x - self.centre) @ self.components
 
+    def state(self) -> dict:
+        """The early-stopping state (best value so far, evaluations without improvement)."""
+        return {"best": self.best, "bad": self.bad}
+
+    def load_state(self, state: dict) -> None:
+        self.best, self.bad = float(state["best"]), int(state["bad"])
+
     @torch.no_grad()
     def __call__(self, step: int, ema_state: Callable[[], dict[str, torch.Tensor]]) -> tuple[dict, bool]:
         state = ema_state()
@@ -59,8 +67,7 @@ class SampleMonitor:
         net = self.net.to(device).eval()
         gen = torch.Generator(device=device).manual_seed(self.seed)
         z = sample_loop(net, self.schedule, torch.from_numpy(self.codes).to(device),
-                        torch.from_numpy(self.doses).to(device),
-                        null_codes=torch.tensor(net.n_categories, device=device), guidance=self.guidance,
+                        torch.from_numpy(self.doses).to(device), guidance=self.guidance,
                         steps=self.steps, eta=0.0, generator=gen)
         value = mmd_rbf(self._project(z.float().cpu().numpy()), self.target, sigma=self.sigma)
         if value < self.best * (1 - 1e-3):

@@ -11,23 +11,15 @@ import pandas as pd
 from anndata import AnnData
 
 from scdiff._errors import InputError
-from scdiff.evaluate._classifiers import fit_label_classifier, knn_auc, label_accuracy
-from scdiff.evaluate._distances import PairDistances, wasserstein_pcs
-from scdiff.evaluate._inputs import (
-    align_genes,
-    condition_keys,
-    group_labels,
-    group_order,
-    group_rng,
-    rows,
-    take,
-)
-from scdiff.evaluate._markers import marker_metrics, marker_scores
-from scdiff.evaluate._memorisation import COPY_FLAG_MARGIN, memorisation, nearest_distance
-from scdiff.evaluate._moments import gene_corr_matrix, gene_stats, moment_metrics, top_variable
-from scdiff.evaluate._pca import PCA, fit_pca
-from scdiff.evaluate._plan import MIN_CELLS, Plan, make_plan
-from scdiff.evaluate._table import COLUMNS, METRICS, OVERALL, row, weighted_overall
+from scdiff.data import align_genes, condition_keys, group_labels, group_order, select_rows, subsample
+from scdiff.metrics._classifiers import fit_label_classifier, knn_auc, label_accuracy
+from scdiff.metrics._distances import PairDistances, wasserstein_pcs
+from scdiff.metrics._markers import marker_metrics, marker_scores
+from scdiff.metrics._memorisation import COPY_FLAG_MARGIN, memorisation, nearest_distance
+from scdiff.metrics._moments import gene_corr_matrix, gene_stats, moment_metrics, top_variable
+from scdiff.metrics._pca import PCA, fit_pca
+from scdiff.metrics._plan import MIN_CELLS, Plan, group_rng, make_plan
+from scdiff.metrics._table import COLUMNS, METRICS, OVERALL, row, weighted_overall
 
 
 @dataclass
@@ -41,7 +33,7 @@ class _Sample:
     @classmethod
     def build(cls, adata: AnnData, plan: Plan, part: str, pca: PCA | None = None) -> _Sample:
         idx, labels = plan.indices(part)
-        X = rows(adata.X, idx)
+        X = select_rows(adata.X, idx)
         return cls(X, labels, pca.transform(X) if pca is not None else np.zeros((len(idx), 0)))
 
     def mask(self, group: str) -> np.ndarray:
@@ -99,7 +91,7 @@ def evaluate(
         counts, except for ``label_accuracy``, ``nn_distance_ratio`` and
         ``copy_fraction``, computed on all cells together. ``ratio`` is
         ``|value - ideal| / max(|floor - ideal|, tol)`` with each metric's ideal
-        and tol in :data:`scdiff.evaluate.METRICS`: 1 is as good as real data,
+        and tol in :data:`scdiff.metrics.METRICS`: 1 is as good as real data,
         NaN for the memorisation metrics. ``flagged`` marks the memorisation
         rows when more than 5% of generated cells look like training copies.
 
@@ -148,8 +140,8 @@ def evaluate(
                          f"; check that condition values match between real and generated")
 
     ref_idx, _ = plan.indices("ref")
-    fit_rows = take(ref_idx, max_cells, np.random.default_rng(seed))
-    pca = fit_pca(rows(real.X, fit_rows), n_pcs, seed=seed)
+    fit_rows = subsample(ref_idx, max_cells, np.random.default_rng(seed))
+    pca = fit_pca(select_rows(real.X, fit_rows), n_pcs=n_pcs, seed=seed)
     ref = _Sample.build(real, plan, "ref", pca)
     gen = _Sample.build(gen_ad, plan, "gen", pca)
     other = _Sample.build(train_ad if train_ad is not None else real, plan, "other", pca)
@@ -164,8 +156,8 @@ def evaluate(
     if train_s is not None:
         # A PCA fitted on the training cells: the real held-out and generated cells are then
         # both out of its sample (a PCA fitted on the held-out cells inflates their distances).
-        fit_train = take(np.arange(len(train_s.labels)), max_cells, np.random.default_rng(seed))
-        pca_train = fit_pca(train_s.X[fit_train], n_pcs, seed=seed)
+        fit_train = subsample(np.arange(len(train_s.labels)), max_cells, np.random.default_rng(seed))
+        pca_train = fit_pca(train_s.X[fit_train], n_pcs=n_pcs, seed=seed)
         table += _memorisation_rows(plan, *(pca_train.transform(s.X) for s in (train_s, ref, gen)),
                                     ref.labels, gen.labels, seed)
 

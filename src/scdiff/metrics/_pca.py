@@ -35,12 +35,12 @@ class PCA:
         return proj - self.mean @ self.components.T
 
 
-def fit_pca(X, n_pcs: int, *, seed: int = 0, method: str = "auto") -> PCA:
+def fit_pca(x, *, n_pcs: int, seed: int = 0, method: str = "auto") -> PCA:
     """Fit a centred PCA on the rows of ``X`` (dense or sparse).
 
     Parameters
     ----------
-    X
+    x
         Cells by genes.
     n_pcs
         Number of components; clipped to ``min(n_cells, n_genes) - 1``.
@@ -50,7 +50,14 @@ def fit_pca(X, n_pcs: int, *, seed: int = 0, method: str = "auto") -> PCA:
         ``"exact"`` eigendecomposes the gene covariance, ``"arpack"`` runs a
         truncated SVD with implicit centring; ``"auto"`` picks exact up to
         ``EXACT_MAX_GENES`` genes.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(50, 8))
+    >>> fit_pca(x, n_pcs=3).transform(x).shape
+    (50, 3)
     """
+    X = x
     if sp.issparse(X):  # scipy sums float32 sparse in float32; a sparse copy costs its nnz
         X = sp.csr_matrix(X, dtype=np.float64)
     n, g = X.shape

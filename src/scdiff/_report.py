@@ -1,4 +1,7 @@
-"""``write_report``: an evaluation a biologist can read, with its tables and figures."""
+"""``write_report``: an evaluation a biologist can read, with its tables and figures.
+
+It sits above both the metrics (the table) and the plots (the figures).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ import pandas as pd
 from anndata import AnnData
 
 from scdiff._errors import InputError
+from scdiff.data import condition_keys, group_labels
 from scdiff.data._io import check_out_dir
-from scdiff.evaluate._inputs import condition_keys, group_labels
-from scdiff.evaluate._table import METRICS, OVERALL
+from scdiff.metrics import METRICS, OVERALL
 
 _HOW_TO_READ = (
     "Every score is shown beside its **floor**: the same metric computed between two "
@@ -46,7 +49,7 @@ def write_report(
     real, generated
         The cells that ``table`` scored.
     table
-        The table :func:`scdiff.evaluate.evaluate` returned.
+        The table :func:`scdiff.evaluate` returned.
     condition
         The condition column(s) used for ``table``; colours and splits the figures.
     title
@@ -63,17 +66,17 @@ def write_report(
 
     Examples
     --------
-    >>> import scanpy as sc, scdiff.evaluate, tempfile
+    >>> import scanpy as sc, scdiff, tempfile
     >>> real = sc.datasets.pbmc68k_reduced().raw.to_adata()
     >>> t = scdiff.evaluate(real[:350], real[350:], condition="bulk_labels")
-    >>> path = scdiff.evaluate.write_report(tempfile.mkdtemp() + "/r", real[:350], real[350:], t,
+    >>> path = scdiff.write_report(tempfile.mkdtemp() + "/r", real[:350], real[350:], t,
     ...                                     condition="bulk_labels")
     """
-    out = check_out_dir(out_dir, overwrite=overwrite, hint="choose a new folder or pass overwrite=True")
+    out = check_out_dir(out_dir, overwrite=overwrite, name="out_dir")
     missing = {"group", "metric", "value", "floor", "ratio", "better"} - set(table.columns)
     if missing:
         raise InputError(f"table lacks columns {sorted(missing)}; pass the table that "
-                         f"scdiff.evaluate.evaluate returned")
+                         f"scdiff.evaluate returned")
     out.mkdir(parents=True, exist_ok=True)
     params = dict(table.attrs.get("scdiff", {}))
 

@@ -1,0 +1,21 @@
+"""Options that several commands share, defined once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Conditions = Annotated[list[str] | None, typer.Option(
+    "--condition", "-c", help="Categorical obs column (train) or KEY=VALUE (sample); repeatable.")]
+Doses = Annotated[list[str] | None, typer.Option(
+    "--dose", help="Continuous obs column (train) or KEY=VALUE (sample); repeatable.")]
+Seed = Annotated[int, typer.Option(help="Random seed.")]
+Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing output.")]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Layer = Annotated[str | None, typer.Option(help="Use adata.layers[LAYER] instead of X.")]
+Genes = Annotated[int, typer.Option(help="Keep this many highly variable genes.")]
+Run = Annotated[Path, typer.Argument(help="Run directory written by `scdiff train`.")]

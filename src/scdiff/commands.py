@@ -1,0 +1,219 @@
+"""The ``scdiff`` commands as functions: files in, files out.
+
+Each function here is one command of the command line, which parses its options, calls
+the function and prints what it returns; everything the command line can do, Python can
+do the same way. Policy (may this folder be written, resumed, replaced? stream the output
+or not?) lives here and in :mod:`scdiff.model`, never in the command line.
+
+Examples
+--------
+>>> import scdiff
+>>> model = scdiff.commands.train("data_examples/pbmc_train.h5ad", condition="cell_type",
+...                               out="runs/pbmc", steps=200)  # doctest: +SKIP
+>>> scdiff.commands.sample("runs/pbmc", "gen.h5ad", like="data_examples/pbmc_test.h5ad")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from scdiff._errors import InputError, arg
+from scdiff.data import as_log_space, read_input
+from scdiff.data._io import check_out_dir, check_output, read_obs
+from scdiff.diffusion._schedule import check_loss_weighting
+from scdiff.model import ConditionalDiffusion
+from scdiff.model._run import check_training_dir, prepare_dir
+from scdiff.model._stream import SAMPLE_SUFFIXES, sample_to_file
+from scdiff.train import is_main_process
+
+__all__ = ["benchmark", "dose_response", "evaluate", "info", "sample", "train"]
+
+
+def train(
+    data: str | os.PathLike,
+    *,
+    condition: str | Sequence[str] | None = None,
+    dose: str | Sequence[str] | None = None,
+    out: str | os.PathLike | None = None,
+    layer: str | None = None,
+    n_genes: int = 2000,
+    backed: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    **options,
+) -> ConditionalDiffusion:
+    """Train on the file ``data`` and write the run to ``out`` (default ``runs/<data name>``).
+
+    ``out`` is checked before anything is read: it must be empty unless ``overwrite``,
+    and ``resume`` continues the interrupted run it holds. ``backed`` reads an ``.h5ad``
+    in row chunks (data larger than memory). Under ``torchrun`` only rank 0 checks and
+    writes the folder. ``options`` go to :meth:`ConditionalDiffusion.train`.
+
+    Examples
+    --------
+    >>> scdiff.commands.train("data_examples/pbmc_train.h5ad", condition="cell_type",
+    ...                       out="runs/pbmc", steps=200)  # doctest: +SKIP
+    """
+    check_loss_weighting(options.get("loss_weighting", "snr_cap"), options.get("snr_gamma", 5.0))
+    data = Path(data)
+    out = Path(out) if out is not None else Path("runs") / data.stem
+    main = is_main_process()
+    if main:
+        check_training_dir(out, overwrite=overwrite, resume=resume)
+    names = _as_list(condition) + _as_list(dose)
+    if backed:
+        from scdiff.data._backed import read_backed
+
+        adata = read_backed(data)
+    else:
+        adata = read_input(data, conditions=names)
+    model = ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=n_genes)
+    if main and not resume:
+        prepare_dir(out, overwrite=overwrite)
+    model.train(progress=progress, checkpoint_dir=out, resume=resume, **options)
+    if main:
+        model.save(out, overwrite=True)
+    return model
+
+
+def sample(
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    n_cells: int | None = None,
+    like: str | os.PathLike | None = None,
+    from_: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    **options,
+) -> tuple[Path, int, int]:
+    """Generate cells from the run ``run`` into ``out`` (.h5ad or .csv).
+
+    ``like`` and ``from_`` are files (only ``like``'s obs is read); ``options`` go to
+    :meth:`ConditionalDiffusion.sample`. Large ``.h5ad`` outputs are written chunk by
+    chunk. Returns (path, cells, genes).
+
+    Examples
+    --------
+    >>> scdiff.commands.sample("runs/pbmc", "gen.h5ad", like="data_examples/pbmc_test.h5ad")  # doctest: +SKIP
+    """
+    check_output(out, overwrite=overwrite, suffixes=SAMPLE_SUFFIXES)
+    model = ConditionalDiffusion.load(run)
+    ref = read_obs(like) if like is not None else None
+    source = read_input(from_) if from_ is not None else None
+    path, n, _ = sample_to_file(model.sample, out, n_cells, like=ref, from_=source,
+                                overwrite=overwrite, **options)
+    return path, n, len(model.genes)
+
+
+def info(run: str | os.PathLike) -> dict:
+    """What the run ``run`` holds, as plain data.
+
+    Examples
+    --------
+    >>> scdiff.commands.info("runs/pbmc")["conditions"]  # doctest: +SKIP
+    """
+    return ConditionalDiffusion.load(run).info()
+
+
+def evaluate(
+    real: str | os.PathLike,
+    generated: str | os.PathLike,
+    *,
+    condition: str | Sequence[str] | None = None,
+    train: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    seed: int = 0,
+    **options,
+) -> pd.DataFrame:
+    """Score the file ``generated`` against the file ``real`` (counts or log-normalised).
+
+    With ``out``, also write the report there (:func:`scdiff.write_report`).
+    ``options`` go to :func:`scdiff.evaluate`.
+
+    Examples
+    --------
+    >>> scdiff.commands.evaluate("data_examples/pbmc_test.h5ad", "gen.h5ad", condition="cell_type",
+    ...                          out="report")  # doctest: +SKIP
+    """
+    from scdiff._report import write_report
+    from scdiff.metrics import evaluate as score
+
+    if out is not None:
+        check_out_dir(out, overwrite=overwrite)
+    real_a = as_log_space(read_input(real), source=str(real))
+    fake_a = as_log_space(read_input(generated), source=str(generated))
+    train_a = as_log_space(read_input(train), source=str(train)) if train else None
+    table = score(real_a, fake_a, condition=condition, train=train_a, seed=seed, **options)
+    if out is not None:
+        write_report(out, real_a, fake_a, table, condition=condition, overwrite=overwrite, seed=seed)
+    return table
+
+
+def benchmark(
+    train: str | os.PathLike,
+    test: str | os.PathLike,
+    *,
+    condition: str | Sequence[str] | None = None,
+    dose: str | Sequence[str] | None = None,
+    **options,
+) -> pd.DataFrame:
+    """Train on the file ``train``, generate like the file ``test``, score beside the baselines.
+
+    ``options`` go to :func:`scdiff._benchmark.benchmark` (``out``, ``n_genes``,
+    ``train_kwargs``, ``seed``, ...).
+
+    Examples
+    --------
+    >>> scdiff.commands.benchmark("data_examples/pbmc_train.h5ad", "data_examples/pbmc_test.h5ad",
+    ...                           condition="cell_type")  # doctest: +SKIP
+    """
+    from scdiff._benchmark import benchmark as run_benchmark
+
+    if not condition:
+        raise InputError(f"benchmark needs {arg('condition')} (the obs column to generate by).")
+    names = _as_list(condition) + _as_list(dose)
+    return run_benchmark(read_input(train, conditions=names), read_input(test, conditions=names),
+                         condition=condition, dose=dose, **options)
+
+
+def dose_response(
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    condition: Mapping[str, str] | None = None,
+    overwrite: bool = False,
+    **options,
+) -> tuple[pd.DataFrame, Path]:
+    """The dose-response table of the run ``run`` as ``out`` (.csv), its plot beside it (.png).
+
+    ``options`` go to :func:`scdiff.perturb.dose_response`. Returns (table, plot path).
+
+    Examples
+    --------
+    >>> scdiff.commands.dose_response("runs/sim", "dr.csv", condition={"drug": "drugA"})  # doctest: +SKIP
+    """
+    from scdiff.perturb import dose_response as curves
+    from scdiff.pl import dose_response as plot
+
+    out = Path(out)
+    if out.suffix != ".csv":
+        raise InputError(f"{arg('out', str(out))} needs to end in .csv.")
+    figure = out.with_suffix(".png")
+    if not overwrite and (out.exists() or figure.exists()):
+        raise InputError(f"{out} or {figure} exists; pass {arg('overwrite', True)} to replace it.")
+    model = ConditionalDiffusion.load(run)
+    table = curves(model, condition=condition, **options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out)
+    plot(table, show=False, save=figure)
+    return table, figure
+
+
+def _as_list(keys: str | Sequence[str] | None) -> list[str]:
+    return [] if keys is None else [keys] if isinstance(keys, str) else list(keys)

@@ -1,0 +1,147 @@
+"""Training a model's network: its configuration, the monitor, checkpoints and resumption.
+
+The work of :meth:`ConditionalDiffusion.train`, on the model's parts and training cells.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import torch
+
+from scdiff._errors import InputError, RunError, TrainingInterrupted, arg
+from scdiff._interrupt import graceful_stop
+from scdiff._progress import progress_bar
+from scdiff.diffusion._schedule import check_loss_weighting
+from scdiff.model import _run
+from scdiff.model._monitor import SampleMonitor
+from scdiff.model._setup import ModelParts
+from scdiff.train import CellTensors, TrainConfig, Trainer, TrainResult, resolve_device, scaled_lr
+from scdiff.train._distributed import distributed, is_main_process
+
+
+def auto_steps(n_cells: int, batch_size: int) -> int:
+    """Default training length: ~2 minutes on a 2-core CPU for small data, more epochs on larger."""
+    epochs_equiv = 600 * n_cells / batch_size
+    return int(np.clip(epochs_equiv, 2000, 20000))
+
+
+def train_config(n_cells: int, *, epochs: int | None, steps: int | None, batch_size: int,
+                 lr: float | None, precision: str, seed: int, p_uncond: float, checkpoint_every: int,
+                 loss_weighting: str, snr_gamma: float) -> TrainConfig:
+    """The :class:`TrainConfig` of a new run on ``n_cells`` cells."""
+    weighting = check_loss_weighting(loss_weighting, snr_gamma)
+    if lr is None:  # larger batches, larger steps: square-root scaling (Adam)
+        lr = scaled_lr(batch_size) if batch_size >= 1 else 1e-3
+    if batch_size < 1 or lr <= 0:
+        raise InputError(f"{arg('batch_size')} needs to be >= 1 and {arg('lr')} > 0.")
+    per_epoch = max(1, n_cells // min(batch_size, n_cells))
+    if steps is None:
+        steps = epochs * per_epoch if epochs is not None else auto_steps(n_cells, batch_size)
+    if steps < 1:
+        raise InputError(f"training needs at least one step (got {arg('steps', steps)}, "
+                         f"{arg('epochs', epochs)}).")
+    # checkpoints on log boundaries, so a resumed log continues the same rows
+    every = max(20, (checkpoint_every // 20) * 20) if checkpoint_every else 0
+    return TrainConfig(steps=int(steps), batch_size=int(batch_size), lr=float(lr),
+                       precision=precision, seed=int(seed), p_uncond=float(p_uncond),
+                       loss_weighting=weighting[0], snr_gamma=weighting[1],
+                       warmup_steps=min(100, max(1, steps // 10)), log_every=20,
+                       checkpoint_every=every)
+
+
+@dataclass
+class Resume:
+    """Where a checkpoint left training: the step, the state tensors, the log, the monitor."""
+
+    config: TrainConfig
+    step: int
+    tensors: dict[str, torch.Tensor]
+    log: list[dict]
+    monitor: dict | None
+
+
+def read_resume(checkpoint_dir: str | os.PathLike | None, parts: ModelParts) -> Resume:
+    """The checkpoint in ``checkpoint_dir``, if it belongs to these parts."""
+    if checkpoint_dir is None:
+        raise InputError(f"{arg('resume', True)} needs the run directory that holds the checkpoint "
+                         f"({arg('checkpoint_dir')}).")
+    meta, tensors, log = _run.read_checkpoint(checkpoint_dir)
+    if meta.get("fingerprint") != parts.fingerprint():
+        raise RunError(f"the checkpoint in {checkpoint_dir} was trained on other data or options "
+                       "(genes, conditions or network differ); resume with the same data and options, "
+                       f"or start over with {arg('overwrite', True)}.")
+    return Resume(TrainConfig.from_config(meta["train"]), int(meta["step"]), tensors, log,
+                  meta.get("monitor"))
+
+
+def monitor_split(parts: ModelParts, data, monitor, patience: int | None, seed: int):
+    """The cells to train on and the :class:`SampleMonitor` (None without ``monitor``)."""
+    if monitor is None:
+        return data, None
+    if isinstance(monitor, ad.AnnData):
+        x = parts.preprocessor.transform(parts.preprocessor.log_expression(monitor))
+        codes, doses = parts.encoder.encode(monitor.obs, where="the monitor cells")
+    else:
+        if not 0 < float(monitor) < 0.5:
+            raise InputError(f"{arg('monitor', monitor)} needs to be a fraction between 0 and 0.5 "
+                             "(of the training cells to hold out) or an AnnData.")
+        n = len(data)
+        held = np.random.default_rng(seed).permutation(n)[: max(20, int(n * float(monitor)))]
+        keep = np.setdiff1d(np.arange(n), held)
+        x, codes, doses = (t[held].numpy() for t in (data.x, data.cats, data.doses))
+        data = CellTensors(data.x[keep], data.cats[keep], data.doses[keep])
+    if len(x) < 20:
+        raise InputError("monitoring needs at least 20 held-out cells; give a larger fraction.")
+    watcher = SampleMonitor(parts.network_config, parts.schedule, x, codes, doses,
+                            parts.encoder.attributes, patience=patience, seed=seed)
+    return data, watcher
+
+
+def fit(parts: ModelParts, network: torch.nn.Module, data, cfg: TrainConfig, *, device: str,
+        progress: bool, checkpoint_dir: str | os.PathLike | None, resume: Resume | None,
+        watcher: SampleMonitor | None, monitor_every: int) -> TrainResult:
+    """Train ``network`` on ``data``: progress bar, checkpoints, Ctrl-C/SIGTERM, torchrun.
+
+    Raises :class:`TrainingInterrupted` when a signal stopped training (after saving a
+    checkpoint where ``checkpoint_dir`` was given).
+    """
+    dev = resolve_device(device)
+    first = resume.step if resume else 0
+    if resume is not None and watcher is not None and resume.monitor:
+        watcher.load_state(resume.monitor)
+    start = time.perf_counter()
+    # under torchrun: one process group for the fit; rank 0 alone shows progress and saves
+    with (distributed(dev) as dev,
+          progress_bar("training", cfg.steps, enabled=progress and is_main_process(),
+                       show_loss=True) as bar,
+          graceful_stop() as stop):
+        trainer = Trainer(cfg, parts.schedule, dev)
+        bar.update(first)
+
+        def on_log(step: int, row: dict) -> None:
+            rate = (step - first) / max(time.perf_counter() - start, 1e-9)
+            shown = f"{row['loss']:.4f}" + (f" mmd {row['mmd']:.3f}/{row['mmd_floor']:.3f}"
+                                             if "mmd" in row else "")
+            bar.update(step, loss=shown, rate=f"{rate:.1f} steps/s")
+
+        def on_checkpoint(step: int, tensors: dict[str, torch.Tensor], log: list[dict]) -> None:
+            meta = {"step": step, "train": cfg.to_config(), "fingerprint": parts.fingerprint(),
+                    "monitor": watcher.state() if watcher is not None else None}
+            _run.write_checkpoint(checkpoint_dir, tensors, log, meta)
+
+        result = trainer.fit(network, data, on_log=on_log,
+                             on_checkpoint=on_checkpoint if checkpoint_dir else None, should_stop=stop,
+                             resume=(first, resume.tensors, resume.log) if resume else None,
+                             on_eval=watcher,
+                             eval_every=max(cfg.log_every, monitor_every // cfg.log_every * cfg.log_every))
+    if result.stopped:
+        where = (f"checkpoint saved in {checkpoint_dir}; continue with {arg('resume', True)}"
+                 if checkpoint_dir else f"no {arg('checkpoint_dir')} was given, so nothing was saved")
+        raise TrainingInterrupted(f"training stopped by {stop.signal_name} at step "
+                                  f"{result.step} of {cfg.steps}; {where}.")
+    return result

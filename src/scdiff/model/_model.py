@@ -1,0 +1,363 @@
+"""ConditionalDiffusion: the user-facing model. It composes the parts and holds no work of
+its own: set-up (:mod:`._setup`), training (:mod:`._fit`), generation (:mod:`._generate`,
+:mod:`._stream`) and the run directory (:mod:`._run`) take the model's parts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+import torch
+
+from scdiff._errors import RunError
+from scdiff.model import _fit, _generate, _run, _stream
+from scdiff.model._setup import ModelParts, setup
+from scdiff.train import TrainConfig, copy_with_state, resolve_device
+
+
+class ConditionalDiffusion:
+    """A conditional diffusion model of single-cell expression.
+
+    Parameters
+    ----------
+    adata
+        Training data: raw counts or log-normalised expression in ``X`` or ``layer``.
+    condition
+        Categorical ``.obs`` column(s) to condition on.
+    dose
+        Continuous ``.obs`` column(s) to condition on.
+    layer
+        Read expression from ``adata.layers[layer]`` instead of ``X``.
+    n_genes
+        Keep the ``n_genes`` most variable genes when the data has more.
+    width, depth, dropout
+        Size of the residual MLP, and dropout inside its blocks.
+    schedule, prediction, num_timesteps
+        The diffusion: ``"cosine"``/``"linear"``; ``"epsilon"``/``"v"``/``"x0"``; T.
+    dose_encoder
+        How doses are encoded: ``"sigmoid"`` (CPA-like, per-drug Hill-type response),
+        ``"sinusoidal"`` or ``"mlp"``; see :class:`scdiff.nn.DoseEncoder`.
+    dose_by
+        The categorical attribute each dose belongs to (the drug), for a drug-by-dose
+        interaction: one key for all doses, a mapping dose key -> key, ``None`` for
+        none, or ``"auto"``: the condition that has a category whose cells all have
+        dose 0 (the control), when exactly one has.
+    additive
+        Give the attributes an additive path to the output (CPA-like; see
+        :class:`scdiff.nn.ConditionalMLP`), so that main effects add up in combinations
+        never measured. ``"auto"`` (the default) turns it on when the model has two or
+        more attributes (condition keys and doses together); with one there is nothing
+        to combine. docs/perturbation.md has the measurements behind these defaults.
+
+    Examples
+    --------
+    >>> import scdiff, anndata as ad
+    >>> adata = ad.read_h5ad("data_examples/pbmc_train.h5ad")  # doctest: +SKIP
+    >>> model = scdiff.ConditionalDiffusion(adata, condition="cell_type")  # doctest: +SKIP
+    >>> model.train(steps=200)  # doctest: +SKIP
+    >>> fake = model.sample(n_cells=100, condition={"cell_type": "CD19+ B"})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        adata: ad.AnnData,
+        condition: str | Sequence[str] | None = None,
+        dose: str | Sequence[str] | None = None,
+        *,
+        layer: str | None = None,
+        n_genes: int = 2000,
+        width: int = 256,
+        depth: int = 3,
+        dropout: float = 0.1,
+        schedule: str = "cosine",
+        prediction: str = "v",
+        num_timesteps: int = 1000,
+        dose_encoder: str = "sigmoid",
+        dose_by: str | Mapping[str, str] | None = "auto",
+        additive: bool | str = "auto",
+    ) -> None:
+        parts, data = setup(
+            adata, condition, dose, layer=layer, n_genes=n_genes, dose_encoder=dose_encoder,
+            dose_by=dose_by, additive=additive,
+            network={"width": width, "depth": depth, "dropout": dropout},
+            schedule={"num_timesteps": num_timesteps, "schedule": schedule, "prediction": prediction},
+        )
+        self._init(parts, data=data)
+
+    def _init(self, parts: ModelParts, *, data=None, run: _run.Run | None = None,
+              run_path: str | None = None) -> None:
+        """The one place a model's attributes are set: for a new model and a loaded one alike."""
+        self.parts = parts
+        self.network = parts.build_network()
+        self.ema_state: dict[str, torch.Tensor] | None = None
+        self.train_config: TrainConfig | None = None
+        self.log: list[dict] = []
+        self.seed: int | None = None
+        self._data = data
+        self._run_path = run_path
+        if run is not None:
+            try:
+                self.network.load_state_dict(run.model_state)
+                copy_with_state(self.network, run.ema_state)
+            except RuntimeError as err:
+                raise RunError(f"the weights in {run_path} do not fit its config.json; the run is "
+                               "damaged.") from err
+            self.ema_state, self.train_config = run.ema_state, run.train_config
+            self.log, self.seed = run.log, run.seed
+
+    # -- description --------------------------------------------------------------------------
+    @property
+    def preprocessor(self):
+        return self.parts.preprocessor
+
+    @property
+    def encoder(self):
+        return self.parts.encoder
+
+    @property
+    def schedule(self):
+        return self.parts.schedule
+
+    @property
+    def library(self) -> dict[str, list[float]]:
+        return self.parts.library
+
+    @property
+    def network_config(self) -> dict:
+        return self.parts.network_config
+
+    @property
+    def genes(self) -> list[str]:
+        return self.parts.genes
+
+    @property
+    def is_trained(self) -> bool:
+        return self.ema_state is not None
+
+    def __repr__(self) -> str:
+        enc = self.encoder
+        conds = ", ".join(f"{k} ({len(c)})" for k, c in zip(enc.keys, enc.categories, strict=True))
+        state = f"trained {self.train_config.steps} steps" if self.train_config else "untrained"
+        return (f"ConditionalDiffusion({len(self.genes)} genes; conditions: {conds or 'none'}; "
+                f"doses: {', '.join(enc.dose_keys) or 'none'}; {state})")
+
+    def info(self) -> dict:
+        """What the run holds, as plain data (the CLI's ``scdiff info``)."""
+        pre, enc = self.preprocessor, self.encoder
+        return {
+            "genes": len(pre.genes), "input_scale": pre.input_scale, "layer": pre.layer,
+            "hvg_selected": pre.hvg, "genes_in_input": pre.n_genes_input,
+            "conditions": dict(zip(enc.keys, enc.categories, strict=True)),
+            "doses": {k: [v[0], v[-1]] if v else [] for k, v in zip(enc.dose_keys, enc.dose_values,
+                                                                     strict=True)},
+            "network": self.network_config,
+            "parameters": sum(p.numel() for p in self.network.parameters()),
+            "schedule": self.schedule.to_config(),
+            "train": self.train_config.to_config() if self.train_config else None,
+            "final_loss": self.log[-1]["loss"] if self.log else None,
+        }
+
+    # -- training -----------------------------------------------------------------------------
+    def train(
+        self,
+        *,
+        epochs: int | None = None,
+        steps: int | None = None,
+        batch_size: int = 256,
+        lr: float | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        seed: int = 0,
+        p_uncond: float = 0.1,
+        loss_weighting: str = "snr_cap",
+        snr_gamma: float = 5.0,
+        progress: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 500,
+        resume: bool = False,
+        monitor: float | ad.AnnData | None = None,
+        monitor_every: int = 250,
+        patience: int | None = None,
+    ) -> ConditionalDiffusion:
+        """Fit the network to the training data given at construction.
+
+        Give ``epochs`` (passes over the data) or ``steps`` (optimizer updates); by
+        default the length follows the data's size (:func:`scdiff.model.auto_steps`).
+        ``lr`` defaults to 1e-3 at batch 256, scaled by the square root of the batch size
+        (:func:`scdiff.train.scaled_lr`). Under ``torchrun`` the processes train together,
+        each on its shard of the data, ``batch_size`` cells per step across all of them.
+        With ``checkpoint_dir``, a checkpoint is written there every ``checkpoint_every``
+        steps and when Ctrl-C or SIGTERM arrives (then :class:`TrainingInterrupted`
+        is raised); ``resume=True`` continues from that checkpoint with its settings,
+        and on the CPU ends with the same weights, bit for bit, as an uninterrupted run.
+
+        ``monitor`` (a fraction of the training cells to hold out, or an AnnData of
+        held-out cells) adds ``mmd`` and ``mmd_floor`` to the log every ``monitor_every``
+        steps: the MMD of a small generated sample to held-out cells, and that of two
+        halves of the held-out cells. With ``patience``, training ends early once ``mmd``
+        has not improved for that many evaluations.
+
+        ``loss_weighting`` weights the timesteps in the loss
+        (:meth:`scdiff.diffusion.NoiseSchedule.loss_weight`): ``"snr_cap"`` (default) caps
+        the weight of the low-noise steps at its value at SNR ``snr_gamma``; ``"min_snr"``
+        (Min-SNR-gamma) also weights the high-noise steps down; ``"none"``: the plain MSE
+        of the target. docs/fidelity.md compares them.
+        """
+        if self._data is None:
+            raise RunError("this model was loaded from a run and holds no training data; "
+                           "create a new ConditionalDiffusion(adata, ...) to train.")
+        resume_from = _fit.read_resume(checkpoint_dir, self.parts) if resume else None
+        cfg = resume_from.config if resume_from else _fit.train_config(
+            len(self._data), epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
+            precision=precision, seed=seed, p_uncond=p_uncond, loss_weighting=loss_weighting,
+            snr_gamma=snr_gamma, checkpoint_every=checkpoint_every if checkpoint_dir else 0)
+        resolve_device(device)
+        torch.manual_seed(cfg.seed)
+        self.network = self.parts.build_network()
+        data, watcher = _fit.monitor_split(self.parts, self._data, monitor, patience, cfg.seed)
+        result = _fit.fit(self.parts, self.network, data, cfg, device=device, progress=progress,
+                          checkpoint_dir=checkpoint_dir, resume=resume_from, watcher=watcher,
+                          monitor_every=monitor_every)
+        self.network = result.model.to("cpu")
+        self.ema_state = {k: v.to("cpu") for k, v in result.ema_state.items()}
+        self.train_config, self.log, self.seed = cfg, result.log, int(cfg.seed)
+        return self
+
+    # -- sampling -----------------------------------------------------------------------------
+    def sample(
+        self,
+        n_cells: int | None = None,
+        *,
+        condition: Mapping[str, str] | None = None,
+        dose: Mapping[str, float] | None = None,
+        like: ad.AnnData | pd.DataFrame | None = None,
+        from_: ad.AnnData | None = None,
+        strength: float = 0.6,
+        guidance: float | Mapping[str, float] = 1.0,
+        steps: int | None = None,
+        sampler: str = "ddim",
+        seed: int = 0,
+        device: str = "auto",
+        precision: str = "fp32",
+        batch_size: int = 8192,
+        progress: bool = False,
+        counts: bool = False,
+        zeros: str = "auto",
+    ) -> ad.AnnData:
+        """Generate cells as an AnnData in the training gene space (log-normalised).
+
+        With ``like``, as many cells of each condition (and dose) as ``like`` holds;
+        only its ``.obs`` is read. Otherwise ``n_cells`` cells (default 1000) with the
+        ``condition``/``dose`` values given, the rest in training proportions.
+        ``guidance`` is one weight (1 = plain conditional) or one per attribute; a dose
+        paired with a drug is guided together with it, with the drug's weight. For a
+        drug-cell combination never measured, a weight per attribute such as
+        ``{cell_type: 1, drug: 1.5}`` composes them (docs/perturbation.md).
+
+        With ``from_``, translate those real cells instead (counterfactual, SDEdit):
+        each is noised to ``strength`` (0 < strength <= 1) of the diffusion and
+        denoised under its own conditions with ``condition``/``dose`` overriding them;
+        low strength keeps more of the cell's identity, 1 forgets it.
+
+        With ``counts``, ``X`` holds integer counts (Poisson around the generated
+        expression at library sizes drawn from the training cells of the same
+        condition) and ``layers["log1p"]`` the log-normalised values.
+
+        ``zeros`` says how small generated values become exact zeros (real expression is
+        mostly zeros; the diffusion smears them into small positive values):
+        ``"gene"``, values below half of the gene's smallest non-zero training value
+        become 0; ``"cell"``, then also every value below one read at a library size
+        drawn for each cell from the training cells of its condition becomes 0 or one
+        read, with probability keeping its mean (real data hold nothing in between);
+        it needs library sizes (counts or an ``n_counts`` column at training);
+        ``"auto"`` (default), ``"cell"`` where it can, else ``"gene"``; ``"none"``, only
+        negative values. docs/fidelity.md measures them.
+        """
+        if not self.is_trained:
+            raise RunError("the model is not trained yet; call model.train() first.")
+        return _generate.sample(
+            self.parts, copy_with_state(self.network, self.ema_state), provenance=self._provenance(),
+            n_cells=n_cells, condition=condition, dose=dose, like=like, from_=from_,
+            strength=strength, guidance=guidance, steps=steps, sampler=sampler, seed=seed,
+            device=device, precision=precision, batch_size=batch_size, progress=progress,
+            counts=counts, zeros=zeros)
+
+    def _provenance(self) -> dict:
+        return {"run": self._run_path or "", "version": _run.package_versions()["scdiff"],
+                "train_seed": self.seed if self.seed is not None else -1}
+
+    def sample_to_h5ad(
+        self,
+        path: str | os.PathLike,
+        n_cells: int | None = None,
+        *,
+        like: ad.AnnData | pd.DataFrame | None = None,
+        chunk_size: int = _stream.STREAM_CHUNK,
+        seed: int = 0,
+        overwrite: bool = False,
+        progress: bool = False,
+        **options,
+    ) -> Path:
+        """Generate cells straight into an ``.h5ad`` file, ``chunk_size`` cells at a time.
+
+        For millions of cells: memory stays bounded by one chunk. Each chunk comes from
+        :meth:`sample` (``options`` are passed on: ``condition``, ``dose``, ``guidance``,
+        ``steps``, ``sampler``, ``device``, ...); chunk 0 uses ``seed`` and chunk ``i``
+        a seed drawn from ``(seed, i)``, so up to ``chunk_size`` cells the file holds
+        exactly what ``sample(seed=seed)`` returns. ``X`` is stored as CSR.
+
+        Examples
+        --------
+        >>> model.sample_to_h5ad("fake.h5ad", 2_000_000, guidance=2.0)  # doctest: +SKIP
+        """
+        return _stream.sample_to_h5ad(self.sample, path, n_cells, like=like, chunk_size=chunk_size,
+                                      seed=seed, overwrite=overwrite, progress=progress, **options)
+
+    def sample_to_file(
+        self,
+        path: str | os.PathLike,
+        n_cells: int | None = None,
+        *,
+        like: ad.AnnData | pd.DataFrame | None = None,
+        from_: ad.AnnData | None = None,
+        chunk_size: int = _stream.STREAM_CHUNK,
+        seed: int = 0,
+        overwrite: bool = False,
+        progress: bool = False,
+        **options,
+    ) -> Path:
+        """Generate cells into ``path`` (``.h5ad`` or ``.csv``), streaming when they are many.
+
+        An ``.h5ad`` of more than ``chunk_size`` cells is written chunk by chunk
+        (:meth:`sample_to_h5ad`), so memory stays bounded; otherwise this is
+        :meth:`sample` followed by an atomic write. ``options`` go to :meth:`sample`.
+
+        Examples
+        --------
+        >>> model.sample_to_file("fake.h5ad", 500_000, condition={"cell_type": "B"})  # doctest: +SKIP
+        """
+        return _stream.sample_to_file(self.sample, path, n_cells, like=like, from_=from_, seed=seed,
+                                      overwrite=overwrite, progress=progress, chunk_size=chunk_size,
+                                      **options)[0]
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the run directory (weights, config, log, loss plot)."""
+        if not self.is_trained:
+            raise RunError("the model is not trained yet; call model.train() before save().")
+        run = _run.Run(self.parts, self.network.state_dict(), self.ema_state, self.train_config,
+                       self.seed, self.log)
+        path = _run.save(path, run, overwrite=overwrite)
+        self._run_path = str(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ConditionalDiffusion:
+        """Rebuild a trained model from a run directory; needs no training data."""
+        run = _run.load(path)
+        model = cls.__new__(cls)
+        model._init(run.parts, run=run, run_path=str(path))
+        return model

@@ -1,0 +1,216 @@
+"""Setting a model up: from an AnnData (a new model) or from a run's config (a loaded one).
+
+Both paths end in the same :class:`ModelParts`, the part of a model that is not weights:
+preprocessing, condition encoding, library sizes, noise schedule and the network's
+configuration. :func:`setup` also returns the training cells in the network's space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from scdiff._errors import InputError, arg
+from scdiff.data import ConditionEncoder, Preprocessor, check_anndata, expression
+from scdiff.data._library import fit_library_sizes
+from scdiff.diffusion import NoiseSchedule
+from scdiff.nn import DOSE_ENCODERS, ConditionalMLP
+from scdiff.train import CellTensors
+
+
+@dataclass
+class ModelParts:
+    """Everything a model is made of except its weights (what ``config.json`` records).
+
+    Attributes
+    ----------
+    preprocessor
+        Input scale, modelled genes and their scaling.
+    encoder
+        Condition keys, categories, doses.
+    schedule
+        The noise schedule and what the network predicts.
+    network_config
+        The keyword arguments of :class:`~scdiff.nn.ConditionalMLP`.
+    library
+        Quantiles of the training cells' library sizes, per condition (empty when unknown).
+    """
+
+    preprocessor: Preprocessor
+    encoder: ConditionEncoder
+    schedule: NoiseSchedule
+    network_config: dict
+    library: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def genes(self) -> list[str]:
+        return list(self.preprocessor.genes)
+
+    def build_network(self) -> ConditionalMLP:
+        """A freshly initialised network of this configuration (draws from torch's RNG)."""
+        return ConditionalMLP(**self.network_config)
+
+    def dose_pairs(self) -> dict[str, str]:
+        """Dose -> the categorical attribute (drug) it is the dose of."""
+        pairs = self.network_config.get("dose_pairs") or []
+        keys = self.encoder.keys
+        return {d: keys[p] for d, p in zip(self.encoder.dose_keys, pairs, strict=False) if p >= 0}
+
+    def to_config(self) -> dict:
+        return {
+            "network": self.network_config,
+            "schedule": self.schedule.to_config(),
+            "preprocess": self.preprocessor.to_config(),
+            "conditions": self.encoder.to_config(),
+            "library_sizes": self.library,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> ModelParts:
+        """The parts a run's config records (KeyError or TypeError when it lacks them)."""
+        return cls(
+            preprocessor=Preprocessor.from_config(config["preprocess"]),
+            encoder=ConditionEncoder.from_config(config["conditions"]),
+            schedule=NoiseSchedule.from_config(config["schedule"]),
+            network_config=dict(config["network"]),
+            library=config.get("library_sizes") or {},
+        )
+
+    def fingerprint(self) -> str:
+        """Hash of what the weights' meaning depends on: genes, scaling, conditions, network."""
+        blob = json.dumps([self.network_config, self.preprocessor.to_config(),
+                           self.encoder.keys, self.encoder.categories, self.encoder.dose_keys,
+                           self.schedule.to_config()], sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def setup(
+    adata: ad.AnnData,
+    condition: str | Sequence[str] | None,
+    dose: str | Sequence[str] | None,
+    *,
+    layer: str | None,
+    n_genes: int,
+    network: Mapping,
+    schedule: Mapping,
+    dose_encoder: str,
+    dose_by: str | Mapping[str, str] | None,
+    additive: bool | str,
+):
+    """(:class:`ModelParts`, training cells) of a new model of ``adata``.
+
+    ``network`` holds width, depth and dropout; ``schedule`` the schedule's name,
+    prediction and number of timesteps. A backed AnnData gives training cells that are
+    read from disk in row blocks (:class:`~scdiff.data.BackedCells`).
+    """
+    if not isinstance(adata, ad.AnnData):
+        raise InputError(f"adata needs to be an AnnData, got {type(adata).__name__}.")
+    check_anndata(adata)
+    if n_genes < 1:
+        raise InputError(f"{arg('n_genes', n_genes)} needs to be at least 1.")
+    if adata.isbacked:  # opened with backed="r": expression is read in row chunks
+        from scdiff.data._backed import fit_backed
+
+        preprocessor, row_sums = fit_backed(adata, layer=layer, n_genes=n_genes)
+    else:
+        preprocessor, z = Preprocessor.fit_transform(adata, layer=layer, n_genes=n_genes)
+    encoder = ConditionEncoder.fit(adata.obs, condition, dose)
+    library = fit_library_sizes(row_sums if adata.isbacked else expression(adata, layer), adata.obs,
+                                input_scale=preprocessor.input_scale, keys=encoder.keys)
+    network_config = {
+        "n_genes": len(preprocessor.genes), "n_categories": encoder.n_categories,
+        "n_doses": len(encoder.dose_keys), "width": int(network["width"]),
+        "depth": int(network["depth"]), "dropout": float(network["dropout"]),
+        "dose_encoder": check_dose_encoder(dose_encoder),
+        "dose_pairs": dose_pairs(adata.obs, encoder.keys, encoder.dose_keys, dose_by),
+        "additive": check_additive(additive, len(encoder.keys) + len(encoder.dose_keys)),
+    }
+    parts = ModelParts(preprocessor, encoder, NoiseSchedule(**schedule), network_config, library)
+    codes, doses = encoder.encode(adata.obs)
+    if adata.isbacked:
+        from scdiff.data._backed import BackedCells, RowReader
+
+        return parts, BackedCells(RowReader(adata, layer), preprocessor, codes, doses)
+    return parts, CellTensors(torch.from_numpy(z), torch.from_numpy(codes), torch.from_numpy(doses))
+
+
+def check_dose_encoder(kind: str) -> str:
+    """``kind`` if it names a dose encoder, else an :class:`~scdiff.InputError`."""
+    if kind not in DOSE_ENCODERS:
+        raise InputError(f"{arg('dose_encoder', kind)} needs to be one of {', '.join(DOSE_ENCODERS)}.")
+    return kind
+
+
+def check_additive(additive: bool | str, n_attributes: int) -> bool:
+    """Whether the network gets its additive path: ``"auto"`` means with two or more
+    attributes (there are combinations to compose), and never without any (nothing to
+    add); a value other than True, False or "auto" is an :class:`~scdiff.InputError`.
+
+    Examples
+    --------
+    >>> check_additive("auto", 1), check_additive("auto", 3), check_additive(True, 1), check_additive(True, 0)
+    (False, True, True, False)
+    """
+    if additive == "auto":
+        return n_attributes >= 2
+    if isinstance(additive, (bool, np.bool_)):
+        return bool(additive) and n_attributes > 0
+    raise InputError(f"{arg('additive', additive)} needs to be True, False or 'auto'.")
+
+
+def _has_zero_dose_category(obs: pd.DataFrame, key: str, dose_key: str) -> bool:
+    dose = pd.to_numeric(obs[dose_key], errors="coerce").to_numpy(dtype=float)
+    labels = obs[key].astype(str).to_numpy()
+    treated = set(labels[dose != 0])
+    return any(lab not in treated for lab in np.unique(labels)) and bool((dose != 0).any())
+
+
+def dose_pairs(
+    obs: pd.DataFrame,
+    keys: Sequence[str],
+    dose_keys: Sequence[str],
+    dose_by: str | Mapping[str, str] | None,
+) -> list[int]:
+    """For each dose key, the index in ``keys`` of the attribute it interacts with, or -1.
+
+    ``dose_by="auto"`` pairs a dose with the one condition that has a category whose
+    cells all have dose 0 (a control); with none or several such conditions, no pair.
+
+    Examples
+    --------
+    >>> obs = pd.DataFrame({"cell_type": ["a", "a", "b", "b"],
+    ...                     "drug": ["ctrl", "X", "ctrl", "X"], "dose": [0, 10, 0, 5]})
+    >>> dose_pairs(obs, ["cell_type", "drug"], ["dose"], "auto")
+    [1]
+    >>> dose_pairs(obs, ["cell_type", "drug"], ["dose"], None)
+    [-1]
+    """
+    keys, dose_keys = list(keys), list(dose_keys)
+    if dose_by is None:
+        return [-1] * len(dose_keys)
+    if isinstance(dose_by, str) and dose_by == "auto":
+        out = []
+        for dk in dose_keys:
+            hits = [i for i, k in enumerate(keys) if _has_zero_dose_category(obs, k, dk)]
+            out.append(hits[0] if len(hits) == 1 else -1)
+        return out
+    mapping = {dk: dose_by for dk in dose_keys} if isinstance(dose_by, str) else dict(dose_by)
+    unknown = sorted(set(mapping) - set(dose_keys))
+    if unknown:
+        raise InputError(f"dose_by names dose(s) {unknown} the model does not have; "
+                         f"its doses are: {', '.join(dose_keys) or 'none'}.")
+    out = []
+    for dk in dose_keys:
+        key = mapping.get(dk)
+        if key is not None and key not in keys:
+            raise InputError(f"dose_by pairs {dk!r} with {key!r}, which is not a condition; "
+                             f"use one of: {', '.join(keys) or 'none (give ' + arg('condition') + ')'}.")
+        out.append(keys.index(key) if key is not None else -1)
+    return out
