@@ -16,8 +16,9 @@ def cli_reference() -> str:
     """Markdown for every command, its arguments and options, headings one level down."""
     import typer
     import typer.main
-    from scdiff.cli import app
     from typer.cli import get_docs_for_click
+
+    from scdiff.cli import app
 
     command = typer.main.get_command(app)
     text = get_docs_for_click(obj=command, ctx=typer.Context(command, info_name="scdiff"),

@@ -121,8 +121,9 @@ def test_errors_are_one_line(files, tmp_path):
 
 
 def test_cli_trains_backed_and_large_samples_stream(files, tmp_path):
-    from scdiff.cli import app
     from typer.testing import CliRunner
+
+    from scdiff.cli import app
 
     tmp, _ = files
     run = tmp_path / "run"

@@ -14,11 +14,11 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scdiff.cli import app
 from typer.testing import CliRunner
 
 import scdiff
 from scdiff import ScdiffError
+from scdiff.cli import app
 from scdiff.data import read_input
 from tests.conftest import make_counts
 

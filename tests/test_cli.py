@@ -7,9 +7,9 @@ import sys
 import anndata as ad
 import numpy as np
 import pytest
-from scdiff.cli import app
 from typer.testing import CliRunner
 
+from scdiff.cli import app
 from tests.conftest import make_counts
 
 runner = CliRunner()

@@ -156,12 +156,12 @@ def test_writes_are_atomic_and_refuse_overwrite(tmp_path, counts_adata):
 
 
 def test_min_nonzero_sparse_matches_dense_with_empty_genes():
-    from scdiff.data._preprocess import _min_nonzero
+    from scdiff.data._preprocess import _fill_unexpressed, min_positive
 
     X = np.array([[0, 2.0, 0, 0.5], [3.0, 0, 0, 1.5], [1.0, 0, 0, 0]], dtype=np.float32)
-    dense, sparse = _min_nonzero(X), _min_nonzero(sp.csr_matrix(X))
-    assert np.array_equal(dense, sparse)
-    assert dense.tolist() == [1.0, 2.0, 1.0, 0.5]  # the empty gene gets the median, 1.0
+    dense, sparse = min_positive(X), min_positive(sp.csr_matrix(X))
+    assert np.array_equal(dense, sparse) and dense.tolist() == [1.0, 2.0, np.inf, 0.5]
+    assert _fill_unexpressed(dense).tolist() == [1.0, 2.0, 1.0, 0.5]  # the empty gene: the median
 
 
 def test_out_dir_check_refuses_files_and_full_folders(tmp_path):

@@ -74,6 +74,7 @@ def test_concepts_explain_every_metric():
 
 def test_cli_reference_is_generated_from_the_app():
     import typer.main
+
     from scdiff.cli import app
 
     command = typer.main.get_command(app)
@@ -99,8 +100,9 @@ def _blocks(page: Path, lang: str) -> list[str]:
 def test_getting_started_runs_as_written(tmp_path, monkeypatch):
     """The page's Python, then its commands, in a fresh folder with the example data; only
     the training is shortened (``model.train()`` -> 60 steps, ``--steps 60`` for the CLI)."""
-    from scdiff.cli import app
     from typer.testing import CliRunner
+
+    from scdiff.cli import app
 
     page = DOCS / "getting-started.md"
     (tmp_path / "data_examples").symlink_to(ROOT / "data_examples")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from scdiff.data import ConditionEncoder
-from scdiff.nn import DOSE_ENCODERS, ConditionalMLP, DoseEncoder, sinusoidal_embedding
 from scdiff.model._setup import dose_pairs
+from scdiff.nn import DOSE_ENCODERS, ConditionalMLP, DoseEncoder, sinusoidal_embedding
 from scdiff.train._trainer import drop_conditions
 
 

@@ -15,8 +15,7 @@ import scipy.sparse as sp
 import scipy.stats
 
 import scdiff
-from scdiff import InputError
-from scdiff import write_report
+from scdiff import InputError, write_report
 from scdiff.metrics import benchmark_table, energy_distance, evaluate, fit_pca, mmd_rbf, wasserstein_pcs
 from scdiff.metrics._classifiers import knn_auc
 from scdiff.metrics._distances import MMD_SCALES

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas._libs.parsers import STR_NA_VALUES
-from scdiff.cli import app
 from typer.testing import CliRunner
 
 import scdiff
 from scdiff import InputError
+from scdiff.cli import app
 from scdiff.data import ConditionEncoder, read_input
 
 names = st.text(string.ascii_letters + string.digits + "_ +-/", min_size=1, max_size=12).filter(

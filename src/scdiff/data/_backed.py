@@ -23,7 +23,7 @@ import torch
 
 from scdiff._errors import InputError, arg
 from scdiff._seeds import buffer_seed, epoch_seed
-from scdiff.data._preprocess import _MIN_STD, Preprocessor, log_normalize, select_hvg
+from scdiff.data._preprocess import Preprocessor, log_normalize
 from scdiff.data._validate import detect_scale
 
 #: Rows read at a time when fitting, and rows per shuffled training block.
@@ -153,23 +153,8 @@ def fit_backed(adata: ad.AnnData, *, layer: str | None = None, n_genes: int = 20
     n = reader.n_obs
     mean = total / n
     std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
-    hvg = reader.n_vars > n_genes
-    if hvg:
-        # select_hvg needs only per-gene moments: two rows mean +- std have exactly these
-        idx = select_hvg(np.stack([mean + std, mean - std]), adata.var_names, n_genes)
-    else:
-        idx = np.arange(reader.n_vars)
-    mins = min_pos[idx]
-    mins[~np.isfinite(mins)] = np.nan
-    fill = np.nanmedian(mins) if np.isfinite(mins).any() else 0.0
-    pre = Preprocessor(
-        input_scale=scale or "log", layer=layer,
-        genes=[str(g) for g in adata.var_names[idx]],
-        mean=mean[idx].astype(np.float32).tolist(),
-        std=np.maximum(std[idx], _MIN_STD).astype(np.float32).tolist(),
-        min_nonzero=np.where(np.isnan(mins), fill, mins).astype(np.float32).tolist(),
-        n_genes_input=int(reader.n_vars), hvg=bool(hvg),
-    )
+    pre = Preprocessor.from_moments(input_scale=scale or "log", layer=layer, var_names=adata.var_names,
+                                    mean=mean, std=std, min_positive=min_pos, n_genes=n_genes)
     return pre, np.concatenate(row_sums)
 
 
@@ -314,12 +299,7 @@ def write_h5ad_chunks(path: str | os.PathLike, chunks: Iterable[ad.AnnData]) -> 
         fh.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
         for part in chunks:
             if first is None:
-                first = part
-                layers = fh.create_group("layers")
-                mats["X"] = _CsrAppender(fh.create_group("X"), part.X.dtype)
-                for key in part.layers:
-                    mats[key] = _CsrAppender(layers.create_group(key),
-                                             part.layers[key].dtype)
+                first, mats = part, _matrices(fh, part)
             if list(part.var_names) != list(first.var_names) or set(part.layers) != set(mats) - {"X"}:
                 raise InputError("chunks to write hold different genes or layers; "
                                  "give chunks of one model.")
@@ -330,14 +310,29 @@ def write_h5ad_chunks(path: str | os.PathLike, chunks: Iterable[ad.AnnData]) -> 
             raise InputError("there are no cells to write.")
         for mat in mats.values():
             mat.close(first.n_vars)
-        layers.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
-        obs = pd.concat(obs_parts)
-        for col in obs.columns:  # a chunk may have met only some categories
-            if isinstance(obs_parts[0][col].dtype, pd.CategoricalDtype):
-                obs[col] = pd.Categorical(obs[col], categories=obs_parts[0][col].cat.categories)
-        write_elem(fh, "obs", obs)
+        fh["layers"].attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
+        write_elem(fh, "obs", _concat_obs(obs_parts))
         write_elem(fh, "var", first.var)
         write_elem(fh, "uns", dict(first.uns))
         for key in ("obsm", "varm", "obsp", "varp"):
             write_elem(fh, key, {})
     return mats["X"].rows
+
+
+def _matrices(fh: h5py.File, first: ad.AnnData) -> dict[str, _CsrAppender]:
+    """A growing CSR matrix for ``X`` and one for each layer of the first chunk."""
+    layers = fh.create_group("layers")
+    mats = {"X": _CsrAppender(fh.create_group("X"), first.X.dtype)}
+    for key in first.layers:
+        mats[key] = _CsrAppender(layers.create_group(key), first.layers[key].dtype)
+    return mats
+
+
+def _concat_obs(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The chunks' obs as one, categoricals with the first chunk's categories (a chunk may
+    have met only some of them)."""
+    obs = pd.concat(parts)
+    for col in obs.columns:
+        if isinstance(parts[0][col].dtype, pd.CategoricalDtype):
+            obs[col] = pd.Categorical(obs[col], categories=parts[0][col].cat.categories)
+    return obs

@@ -58,8 +58,8 @@ def _gene_moments(X) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(var)
 
 
-def _min_nonzero(X) -> np.ndarray:
-    """Per-gene smallest positive value (genes never expressed get the median of the rest)."""
+def min_positive(X) -> np.ndarray:
+    """Per-gene smallest positive value (inf for a gene never expressed), float64."""
     if sp.issparse(X):
         X = sp.csc_matrix(X)
         positive = np.where(X.data > 0, X.data, np.inf).astype(np.float64)
@@ -67,11 +67,15 @@ def _min_nonzero(X) -> np.ndarray:
         stored = np.diff(X.indptr) > 0  # reduceat needs the empty columns left out
         if stored.any():
             out[stored] = np.minimum.reduceat(positive, X.indptr[:-1][stored])
-        out[~np.isfinite(out)] = np.nan
-    else:
-        X = np.asarray(X, dtype=np.float64)
-        out = np.where(X > 0, X, np.inf).min(axis=0)
-        out[~np.isfinite(out)] = np.nan
+        return out
+    X = np.asarray(X, dtype=np.float64)
+    return np.where(X > 0, X, np.inf).min(axis=0)
+
+
+def _fill_unexpressed(mins: np.ndarray) -> np.ndarray:
+    """Genes never expressed (inf) get the median smallest value of the others, as float32."""
+    out = np.asarray(mins, dtype=np.float64).copy()
+    out[~np.isfinite(out)] = np.nan
     fill = np.nanmedian(out) if np.isfinite(out).any() else 0.0
     return np.where(np.isnan(out), fill, out).astype(np.float32)
 
@@ -81,7 +85,11 @@ def select_hvg(X, var_names: pd.Index, n_top: int) -> np.ndarray:
 
     Seurat-style: dispersion (var/mean) normalised within 20 bins of mean expression.
     """
-    mean, std = _gene_moments(X)
+    return hvg_from_moments(*_gene_moments(X), n_top)
+
+
+def hvg_from_moments(mean: np.ndarray, std: np.ndarray, n_top: int) -> np.ndarray:
+    """:func:`select_hvg` from each gene's mean and standard deviation of log data."""
     disp = np.where(mean > 0, std**2 / np.maximum(mean, 1e-12), 0.0)
     log_disp = np.log(np.maximum(disp, 1e-12))
     bins = pd.cut(mean, bins=20, labels=False, duplicates="drop")
@@ -139,21 +147,30 @@ class Preprocessor:
         X = expression(adata, layer)
         scale = detect_scale(X, source=f"layer {layer!r}" if layer else "X")
         logX = log_normalize(X) if scale == "counts" else X
-        hvg = adata.n_vars > n_genes
-        idx = select_hvg(logX, adata.var_names, n_genes) if hvg else np.arange(adata.n_vars)
-        sub = logX[:, idx]
-        mean, std = _gene_moments(sub)
-        pre = cls(
-            min_nonzero=_min_nonzero(sub).tolist(),
-            input_scale=scale,
+        mean, std = _gene_moments(logX)
+        pre = cls.from_moments(input_scale=scale, layer=layer, var_names=adata.var_names, mean=mean,
+                               std=std, min_positive=min_positive(logX), n_genes=n_genes)
+        idx = adata.var_names.get_indexer(pre.genes) if pre.hvg else slice(None)
+        return pre, logX[:, idx]
+
+    @classmethod
+    def from_moments(cls, *, input_scale: Scale, layer: str | None, var_names: pd.Index,
+                     mean: np.ndarray, std: np.ndarray, min_positive: np.ndarray,
+                     n_genes: int) -> Preprocessor:
+        """The fit from each input gene's moments of log data (in memory or streamed alike):
+        the ``n_genes`` most variable genes, their scaling and smallest values."""
+        hvg = len(var_names) > n_genes
+        idx = hvg_from_moments(mean, std, n_genes) if hvg else np.arange(len(var_names))
+        return cls(
+            min_nonzero=_fill_unexpressed(min_positive[idx]).tolist(),
+            input_scale=input_scale,
             layer=layer,
-            genes=[str(g) for g in adata.var_names[idx]],
-            mean=mean.astype(np.float32).tolist(),
-            std=np.maximum(std, _MIN_STD).astype(np.float32).tolist(),
-            n_genes_input=int(adata.n_vars),
+            genes=[str(g) for g in var_names[idx]],
+            mean=mean[idx].astype(np.float32).tolist(),
+            std=np.maximum(std[idx], _MIN_STD).astype(np.float32).tolist(),
+            n_genes_input=int(len(var_names)),
             hvg=bool(hvg),
         )
-        return pre, sub
 
     # -- config -------------------------------------------------------------------------------
     def to_config(self) -> dict:

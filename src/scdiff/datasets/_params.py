@@ -52,14 +52,34 @@ def draw_params(
             f"and {sum(n_resp.values())} response genes: "
             f"use n_genes >= {int(np.ceil(needed / 0.6))}."
         )
+    library_size = COUNTS_PER_GENE * n_genes
+    order, base, markers, marker_of = _baseline(rng, n_genes, cell_types, n_markers, library_size)
+    taken = set(markers.tolist())
+    resp_pool = np.array([g for g in order[::-1] if g not in taken])
+    resp_pool = resp_pool[: max(sum(n_resp.values()), n_genes // 2)]
+    resp_genes = rng.choice(resp_pool, size=sum(n_resp.values()), replace=False)
+    responses = _responses(rng, treated, n_resp, resp_genes, cell_types, n_genes, doses)
+    dispersion = np.exp(rng.normal(np.log(3.0), 0.5, size=n_genes))
+    return {
+        "cell_types": list(cell_types), "drugs": list(drugs), "control": control,
+        "doses": [float(d) for d in doses],
+        **{k: responses[k] for k in ("ec50", "hill", "emax", "cell_type_scale")},
+        "library_size": library_size, "library_log_sd": LIBRARY_LOG_SD,
+        "base_log_mean": base.tolist(), "max_lfc": responses["max_lfc"],
+        "dispersion": dispersion.tolist(),
+        "_var": {"marker_of": marker_of, **responses["_var"]},
+    }
 
+
+def _baseline(rng: np.random.Generator, n_genes: int, cell_types: Sequence[str], n_markers: int,
+              library_size: float):
+    """(genes by shared expression, base log means per type, markers, each gene's marked type)."""
     # Shared log-normal expression profile, scaled so a size-factor-1 cell
     # holds `library_size` counts; the wide spread gives realistic dropout.
-    library_size = COUNTS_PER_GENE * n_genes
+    n_types = len(cell_types)
     shared = rng.normal(0.0, GENE_LOG_SD, size=n_genes)
     shared += np.log(library_size) - np.log(np.exp(shared).sum())
     base = shared[None, :] + rng.normal(0.0, 0.25, size=(n_types, n_genes))
-
     # Markers come from the low-to-mid expressed genes so that their
     # up-regulation makes them specific; responders come from the expressed
     # genes so that down-regulation is visible.
@@ -71,62 +91,42 @@ def draw_params(
         genes = markers[c * n_markers : (c + 1) * n_markers]
         marker_of[genes] = name
         base[c, genes] += np.log(rng.uniform(4.0, 10.0, size=n_markers))
+    return order, base, markers, marker_of
 
-    taken = set(markers.tolist())
-    resp_pool = np.array([g for g in order[::-1] if g not in taken])
-    resp_pool = resp_pool[: max(sum(n_resp.values()), n_genes // 2)]
-    resp_genes = rng.choice(resp_pool, size=sum(n_resp.values()), replace=False)
 
-    response_drug = np.full(n_genes, "", dtype=object)
-    response_sign = np.zeros(n_genes, dtype=np.int8)
-    response_cell_type = np.full(n_genes, "", dtype=object)
+def _responses(rng: np.random.Generator, treated: list[str], n_resp: dict[str, int],
+               resp_genes: np.ndarray, cell_types: Sequence[str], n_genes: int,
+               doses: Sequence[float]) -> dict[str, Any]:
+    """Each drug's Hill curve, its responding genes and their fold changes per cell type."""
+    n_types = len(cell_types)
+    var = {"response_drug": np.full(n_genes, "", dtype=object),
+           "response_sign": np.zeros(n_genes, dtype=np.int8),
+           "response_cell_type": np.full(n_genes, "", dtype=object)}
     dose_arr = np.asarray(doses, dtype=float)
     lo_ec50, hi_ec50 = 2.0 * dose_arr.min(), dose_arr.max() / 4.0
     if hi_ec50 <= lo_ec50:
         lo_ec50, hi_ec50 = dose_arr.min(), dose_arr.max()
-    ec50, hill, emax, scale, max_lfc = {}, {}, {}, {}, {}
+    out: dict[str, Any] = {"ec50": {}, "hill": {}, "emax": {}, "cell_type_scale": {}, "max_lfc": {}}
     start = 0
     for drug in treated:
         genes = np.sort(resp_genes[start : start + n_resp[drug]])
         start += n_resp[drug]
-        ec50[drug] = float(np.exp(rng.uniform(np.log(lo_ec50), np.log(hi_ec50))))
-        hill[drug] = float(rng.uniform(1.0, 2.5))
-        emax[drug] = float(rng.uniform(1.0, 2.0))
-        scale[drug] = {ct: float(rng.uniform(0.5, 1.5)) for ct in cell_types}
+        out["ec50"][drug] = float(np.exp(rng.uniform(np.log(lo_ec50), np.log(hi_ec50))))
+        out["hill"][drug] = float(rng.uniform(1.0, 2.5))
+        emax = out["emax"][drug] = float(rng.uniform(1.0, 2.0))
+        scale = out["cell_type_scale"][drug] = {ct: float(rng.uniform(0.5, 1.5)) for ct in cell_types}
         sign = np.where(rng.random(genes.size) < 0.6, 1, -1).astype(np.int8)
         weight = rng.uniform(0.5, 1.0, size=genes.size)
         lfc = np.zeros((n_types, n_genes))
         for c, ct in enumerate(cell_types):
-            lfc[c, genes] = sign * weight * emax[drug] * scale[drug][ct]
+            lfc[c, genes] = sign * weight * emax * scale[ct]
         # About one responder in five reacts in a single cell type only.
         specific = rng.random(genes.size) < 0.2
         owner = rng.integers(0, n_types, size=genes.size)
         for g, own in zip(genes[specific], owner[specific], strict=True):
             lfc[np.arange(n_types) != own, g] = 0.0
-            response_cell_type[g] = cell_types[own]
-        response_drug[genes] = drug
-        response_sign[genes] = sign
-        max_lfc[drug] = lfc.tolist()
-
-    dispersion = np.exp(rng.normal(np.log(3.0), 0.5, size=n_genes))
-    return {
-        "cell_types": list(cell_types),
-        "drugs": list(drugs),
-        "control": control,
-        "doses": [float(d) for d in doses],
-        "ec50": ec50,
-        "hill": hill,
-        "emax": emax,
-        "cell_type_scale": scale,
-        "library_size": library_size,
-        "library_log_sd": LIBRARY_LOG_SD,
-        "base_log_mean": base.tolist(),
-        "max_lfc": max_lfc,
-        "dispersion": dispersion.tolist(),
-        "_var": {
-            "marker_of": marker_of,
-            "response_drug": response_drug,
-            "response_sign": response_sign,
-            "response_cell_type": response_cell_type,
-        },
-    }
+            var["response_cell_type"][g] = cell_types[own]
+        var["response_drug"][genes] = drug
+        var["response_sign"][genes] = sign
+        out["max_lfc"][drug] = lfc.tolist()
+    return {**out, "_var": var}

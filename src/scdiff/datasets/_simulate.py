@@ -107,14 +107,7 @@ def simulate(
     treated = [d for d in drugs if d != control]
     if held_out_combinations is None:
         held_out_combinations = [(cell_types[-1], treated[-1])] if treated else []
-    combos = [(str(c), str(d)) for c, d in held_out_combinations]
-    for c, d in combos:
-        if c not in cell_types or d not in treated:
-            raise InputError(
-                f"held_out_combinations entry ({c!r}, {d!r}) needs a cell type in {cell_types} "
-                f"and a treated drug in {treated}."
-            )
-
+    combos = _check_combinations(held_out_combinations, cell_types, treated)
     param_seq, cell_seq = np.random.SeedSequence(seed).spawn(2)
     params = draw_params(
         np.random.default_rng(param_seq),
@@ -138,30 +131,9 @@ def simulate(
 
     counts, x = draw_cells(rng, params, rates, group_of)
 
-    obs = pd.DataFrame(
-        {
-            "cell_type": pd.Categorical([groups[g][0] for g in group_of], categories=cell_types),
-            "drug": pd.Categorical([groups[g][1] for g in group_of], categories=drugs),
-            "dose": np.array([groups[g][2] for g in group_of], dtype=float),
-            "n_counts": np.asarray(counts.sum(axis=1)).ravel().astype(np.float32),
-        },
-        index=pd.Index([f"cell_{i:05d}" for i in range(n_cells)]),
-    )
-    obs["holdout"] = pd.Categorical(
-        _assign_holdout(rng, obs, held_out_doses, combos, iid_fraction), categories=HOLDOUT_KINDS
-    )
-    obs["split"] = pd.Categorical(
-        np.where(obs["holdout"] == "", "train", "test"), categories=["train", "test"]
-    )
-    var = pd.DataFrame(
-        {
-            "marker_of": var_cols["marker_of"].astype(str),
-            "response_drug": var_cols["response_drug"].astype(str),
-            "response_sign": var_cols["response_sign"],
-            "response_cell_type": var_cols["response_cell_type"].astype(str),
-        },
-        index=gene_names(n_genes),
-    )
+    obs = _obs(rng, groups, group_of, counts, cell_types, drugs, held_out_doses, combos, iid_fraction)
+    var = pd.DataFrame({k: v if k == "response_sign" else v.astype(str) for k, v in var_cols.items()},
+                       index=gene_names(n_genes))
     params.update(
         seed=int(seed),
         n_cells=int(n_cells),
@@ -170,6 +142,39 @@ def simulate(
         iid_fraction=float(iid_fraction),
     )
     return AnnData(X=x, obs=obs, var=var, layers={"counts": counts}, uns={"simulation": params})
+
+
+def _check_combinations(held_out_combinations, cell_types: list[str], treated: list[str]
+                        ) -> list[tuple[str, str]]:
+    combos = [(str(c), str(d)) for c, d in held_out_combinations]
+    for c, d in combos:
+        if c not in cell_types or d not in treated:
+            raise InputError(
+                f"held_out_combinations entry ({c!r}, {d!r}) needs a cell type in {cell_types} "
+                f"and a treated drug in {treated}."
+            )
+    return combos
+
+
+def _obs(rng: np.random.Generator, groups: list[tuple], group_of: np.ndarray, counts, cell_types,
+         drugs, held_out_doses, combos, iid_fraction: float) -> pd.DataFrame:
+    """Each cell's condition, total counts, and which split (and held-out kind) it is in."""
+    obs = pd.DataFrame(
+        {
+            "cell_type": pd.Categorical([groups[g][0] for g in group_of], categories=cell_types),
+            "drug": pd.Categorical([groups[g][1] for g in group_of], categories=drugs),
+            "dose": np.array([groups[g][2] for g in group_of], dtype=float),
+            "n_counts": np.asarray(counts.sum(axis=1)).ravel().astype(np.float32),
+        },
+        index=pd.Index([f"cell_{i:05d}" for i in range(len(group_of))]),
+    )
+    obs["holdout"] = pd.Categorical(
+        _assign_holdout(rng, obs, held_out_doses, combos, iid_fraction), categories=HOLDOUT_KINDS
+    )
+    obs["split"] = pd.Categorical(
+        np.where(obs["holdout"] == "", "train", "test"), categories=["train", "test"]
+    )
+    return obs
 
 
 def _assign_holdout(

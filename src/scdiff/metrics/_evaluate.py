@@ -122,22 +122,7 @@ def evaluate(
     _check_options(n_pcs, max_cells, k_markers)
     gen_ad = align_genes(real, generated, "generated")
     train_ad = align_genes(real, train, "train") if train is not None else None
-    lab_real = group_labels(real, keys, "real")
-    lab_gen = group_labels(gen_ad, keys, "generated")
-    lab_train = group_labels(train_ad, keys, "train") if train_ad is not None else None
-    groups = group_order(real, keys, lab_real)
-    groups += sorted(set(lab_gen.tolist()) - set(groups))
-    plan = make_plan(groups, lab_real, lab_gen, lab_train, max_cells=max_cells, seed=seed)
-    if plan.skipped:
-        halves = "" if train is not None else (
-            f" (without train the real cells are split in halves, so a group needs "
-            f"{2 * MIN_CELLS} real cells)")
-        warnings.warn(f"skipped groups with fewer than {MIN_CELLS} cells in a sample{halves}: "
-                      f"{'; '.join(plan.skipped)}", UserWarning, stacklevel=2)
-    if not plan.groups:
-        raise InputError(f"no group has at least {MIN_CELLS} real and {MIN_CELLS} generated cells"
-                         f"{'' if train is not None else f' ({2 * MIN_CELLS} real without train)'}"
-                         f"; check that condition values match between real and generated")
+    plan = _plan(real, gen_ad, train_ad, keys, max_cells=max_cells, seed=seed)
 
     ref_idx, _ = plan.indices("ref")
     fit_rows = subsample(ref_idx, max_cells, np.random.default_rng(seed))
@@ -175,6 +160,28 @@ def evaluate(
             "params": {k: v for k, v in params.items() if v is not None and v != []},
         }
     return df
+
+
+def _plan(real: AnnData, generated: AnnData, train: AnnData | None, keys: list[str], *,
+          max_cells: int, seed: int) -> Plan:
+    """The cells each comparison uses (:func:`make_plan`); warns of skipped groups."""
+    lab_real = group_labels(real, keys, "real")
+    lab_gen = group_labels(generated, keys, "generated")
+    lab_train = group_labels(train, keys, "train") if train is not None else None
+    groups = group_order(real, keys, lab_real)
+    groups += sorted(set(lab_gen.tolist()) - set(groups))
+    plan = make_plan(groups, lab_real, lab_gen, lab_train, max_cells=max_cells, seed=seed)
+    if plan.skipped:
+        halves = "" if train is not None else (
+            f" (without train the real cells are split in halves, so a group needs "
+            f"{2 * MIN_CELLS} real cells)")
+        warnings.warn(f"skipped groups with fewer than {MIN_CELLS} cells in a sample{halves}: "
+                      f"{'; '.join(plan.skipped)}", UserWarning, stacklevel=3)
+    if not plan.groups:
+        raise InputError(f"no group has at least {MIN_CELLS} real and {MIN_CELLS} generated cells"
+                         f"{'' if train is not None else f' ({2 * MIN_CELLS} real without train)'}"
+                         f"; check that condition values match between real and generated")
+    return plan
 
 
 def _check_options(n_pcs: int, max_cells: int, k_markers: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scdiff.metrics._moments import GeneStats, correlation, gene_stats
+from scdiff.metrics._moments import GeneStats, correlation
 
 
 def marker_scores(stats: dict[str, GeneStats]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from scdiff._errors import InputError
+from scdiff._errors import InputError, arg
 
 if TYPE_CHECKING:
     from scdiff.model import ConditionalDiffusion
@@ -85,21 +85,12 @@ def dose_response(
     (12, 5)
     """
     enc = model.encoder
-    if not enc.dose_keys:
-        raise InputError("the model has no dose; train it with dose=... (--dose KEY) to get a dose response.")
-    if dose_key is None:
-        if len(enc.dose_keys) > 1:
-            raise InputError(f"the model has several doses; choose one with dose_key= "
-                             f"({', '.join(enc.dose_keys)}).")
-        dose_key = enc.dose_keys[0]
-    if dose_key not in enc.dose_keys:
-        raise InputError(f"dose {dose_key!r} is not one the model was trained on; "
-                         f"its doses are: {', '.join(enc.dose_keys)}.")
+    dose_key = _dose_key(enc.dose_keys, dose_key)
     grid = [float(d) for d in (dose_grid(model, dose_key) if doses is None else doses)]
     if not grid:
         raise InputError("doses is empty; give at least one dose.")
     if n_cells < 1:
-        raise InputError(f"n_cells = {n_cells} needs to be at least 1.")
+        raise InputError(f"{arg('n_cells', n_cells)} needs to be at least 1.")
     if not isinstance(genes, (int, np.integer)):
         unknown = [g for g in genes if g not in model.genes]
         if unknown:
@@ -119,3 +110,19 @@ def dose_response(
         pick = np.argsort(-spread, kind="stable")[: int(genes)]
         return table.iloc[:, pick]
     return table[list(genes)]
+
+
+def _dose_key(dose_keys: list[str], dose_key: str | None) -> str:
+    """The dose to vary: the one named, or the model's only one."""
+    if not dose_keys:
+        raise InputError(f"the model has no dose; train it with {arg('dose')} (a continuous obs "
+                         "column) to get a dose response.")
+    if dose_key is None:
+        if len(dose_keys) > 1:
+            raise InputError(f"the model has several doses; choose one with {arg('dose_key')} "
+                             f"({', '.join(dose_keys)}).")
+        return dose_keys[0]
+    if dose_key not in dose_keys:
+        raise InputError(f"dose {dose_key!r} is not one the model was trained on; "
+                         f"its doses are: {', '.join(dose_keys)}.")
+    return dose_key

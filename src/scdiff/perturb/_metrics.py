@@ -53,7 +53,8 @@ def top_de_genes(delta: np.ndarray, var: np.ndarray, n: float, base_var: np.ndar
     ``delta`` is the group's mean minus the control's; ``var``/``base_var`` the two
     variances and ``n``/``n_base`` the cell counts (ties keep the gene order).
     """
-    return np.argsort(-np.abs(welch_t(delta, var_a=var, n_a=n, var_b=base_var, n_b=n_base)), kind="stable")[:n_top]
+    t_stat = welch_t(delta, var_a=var, n_a=n, var_b=base_var, n_b=n_base)
+    return np.argsort(-np.abs(t_stat), kind="stable")[:n_top]
 
 
 def evaluate_perturbation(

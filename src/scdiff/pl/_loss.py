@@ -48,20 +48,7 @@ def loss(
     >>> log = pd.DataFrame({"step": range(100), "loss": [1 / (i + 1) for i in range(100)]})
     >>> ax = scdiff.pl.loss(log, show=False)
     """
-    if hasattr(log, "log") and not isinstance(log, (str, Path, pd.DataFrame)):
-        log = log.log  # a ConditionalDiffusion
-    if isinstance(log, list):
-        log = pd.DataFrame(log)
-    if not isinstance(log, pd.DataFrame):
-        path = Path(log)
-        if path.is_dir():
-            candidates = sorted(path.glob("*.csv"))
-            if not candidates:
-                raise InputError(f"no CSV training log in {path}; pass the log file itself")
-            path = candidates[0]
-        if not path.exists():
-            raise InputError(f"training log {path} does not exist")
-        log = pd.read_csv(path)
+    log = _as_frame(log)
     missing = {"step", "loss"} - set(log.columns)
     if missing:
         raise InputError(f"training log lacks column(s) {sorted(missing)}; it needs step and loss")
@@ -81,6 +68,32 @@ def loss(
     if logy and (log["loss"] > 0).all():
         a.set_yscale("log")
     a.set(xlabel="step", ylabel="loss")
+    _second_axis(a, log)
+    a.legend(frameon=False, fontsize=8, loc="upper right")
+    return finish(fig, a, show=show, save=save)
+
+
+def _as_frame(log) -> pd.DataFrame:
+    """The log as a DataFrame, from a model, a list of rows, a run folder or a CSV file."""
+    if hasattr(log, "log") and not isinstance(log, (str, Path, pd.DataFrame)):
+        log = log.log  # a ConditionalDiffusion
+    if isinstance(log, list):
+        return pd.DataFrame(log)
+    if isinstance(log, pd.DataFrame):
+        return log
+    path = Path(log)
+    if path.is_dir():
+        candidates = sorted(path.glob("*.csv"))
+        if not candidates:
+            raise InputError(f"no CSV training log in {path}; pass the log file itself")
+        path = candidates[0]
+    if not path.exists():
+        raise InputError(f"training log {path} does not exist")
+    return pd.read_csv(path)
+
+
+def _second_axis(a, log: pd.DataFrame) -> None:
+    """The monitor's MMD and its floor when logged, else the learning rate, on a twin axis."""
     if "mmd" in log.columns and log["mmd"].notna().any():
         # monitoring: the generated sample's MMD to held-out cells, and its floor
         twin = a.twinx()
@@ -94,5 +107,3 @@ def loss(
         twin.plot(log["step"], log["lr"], color="#dd8452", lw=1.0)
         twin.set_ylabel("learning rate", color="#dd8452")
         twin.tick_params(axis="y", colors="#dd8452", labelsize=7)
-    a.legend(frameon=False, fontsize=8, loc="upper right")
-    return finish(fig, a, show=show, save=save)
