@@ -47,3 +47,39 @@ def test_monitor_with_an_anndata_and_errors(tmp_path):
     with pytest.raises(InputError, match="fraction between 0 and 0.5"):
         _model(a).train(steps=5, progress=False, monitor=0.9)
     assert np.isfinite([r["loss"] for r in model.log]).all()
+
+
+def _interrupted_then_resumed(a, run, monkeypatch, stop_after, **kw):
+    """Train with an interruption after ``stop_after`` steps, then resume; return the model."""
+    import scdiff.model._fit as fit
+    from tests.test_resume import _stop_after
+
+    monkeypatch.setattr(fit, "graceful_stop", lambda: _stop_after(stop_after))
+    with pytest.raises(scdiff.TrainingInterrupted):
+        _model(a).train(checkpoint_dir=run, **kw)
+    monkeypatch.undo()
+    return _model(a).train(checkpoint_dir=run, resume=True, **kw)
+
+
+def test_resumed_monitored_run_keeps_its_columns(tmp_path, monkeypatch):
+    a = make_counts(n_per_type=40, seed=35)
+    kw = dict(steps=100, batch_size=32, progress=False, monitor=0.25, monitor_every=20,
+              checkpoint_every=40, seed=1)
+    ref = _model(a).train(**kw)
+    resumed = _interrupted_then_resumed(a, tmp_path / "run", monkeypatch, 50, **kw)
+    assert resumed.log == ref.log  # every row, the mmd columns of the steps before the stop too
+    assert [r["step"] for r in resumed.log if "mmd" in r] == [20, 40, 60, 80, 100]
+    header = (resumed.save(tmp_path / "done").joinpath("train_log.csv")).read_text().splitlines()[0]
+    assert header == "step,loss,grad_norm,lr,mmd,mmd_floor"
+
+
+def test_resumed_run_keeps_the_monitors_patience(tmp_path, monkeypatch):
+    # a learning rate too small to improve: patience 2 stops at the third evaluation (step 60),
+    # with or without an interruption after the second
+    a = make_counts(n_per_type=40, seed=36)
+    kw = dict(steps=200, batch_size=32, lr=1e-9, progress=False, monitor=0.25, monitor_every=20,
+              patience=2, seed=2)
+    ref = _model(a).train(**kw)
+    assert ref.log[-1]["step"] == 60
+    resumed = _interrupted_then_resumed(a, tmp_path / "run", monkeypatch, 50, **kw)
+    assert resumed.log[-1]["step"] == 60 and resumed.log == ref.log

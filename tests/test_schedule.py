@@ -24,15 +24,6 @@ def test_cosine_alphas_cumprod_follow_eq_17():
     assert cosine_betas(1000).max() <= 0.999
 
 
-def test_posterior_coefficients():
-    s = NoiseSchedule(100, "linear")
-    t = 37
-    ab, ab_prev, beta = s.alphas_cumprod[t], s.alphas_cumprod[t - 1], s.betas[t]
-    assert s.posterior_variance[t] == pytest.approx(beta * (1 - ab_prev) / (1 - ab))
-    assert s.posterior_mean_coef1[t] == pytest.approx(beta * math.sqrt(ab_prev) / (1 - ab))
-    assert s.posterior_mean_coef2[t] == pytest.approx((1 - ab_prev) * math.sqrt(1 - beta) / (1 - ab))
-
-
 def test_add_noise_and_targets_roundtrip():
     s = NoiseSchedule(1000, "cosine", "v")
     x0, eps = torch.randn(5, 7, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64)
@@ -60,7 +51,9 @@ def test_ddpm_step_uses_posterior_variance():
     s = NoiseSchedule(1000, "linear")
     x0, eps, xt = torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1, 1)
     out = s.step(x0, eps, xt, 10, 9, eta=1.0, noise=torch.ones(1, 1))
-    assert out.item() == pytest.approx(math.sqrt(s.posterior_variance[10]), rel=1e-6)
+    # eq. (7) of Ho et al. 2020: beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
+    ab, ab_prev = s.alphas_cumprod[10], s.alphas_cumprod[9]
+    assert out.item() == pytest.approx(math.sqrt(s.betas[10] * (1 - ab_prev) / (1 - ab)), rel=1e-6)
 
 
 def test_timesteps_and_config():

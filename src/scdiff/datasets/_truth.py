@@ -107,8 +107,7 @@ def true_mean(
     scale
         ``"log1p"``: the expected value of ``.X`` (log1p of counts per 10k),
         estimated by Monte Carlo from the generative model with ``n_samples``
-        cells (standard error about 0.01 per gene, at most 0.03, at the default;
-        about 0.1 s for 500 genes).
+        cells (its standard error falls as ``1 / sqrt(n_samples)``).
         ``"cp10k"``: expected counts per 10k, ``1e4 * rate / rate.sum()``.
         ``"rate"``: expected raw counts of a cell with size factor 1 (exact);
         its log is ``base + max_lfc * hill_curve(dose)``.

@@ -101,16 +101,9 @@ class NoiseSchedule:
         self.betas = betas
         self.alphas = 1.0 - betas
         self.alphas_cumprod = np.cumprod(self.alphas)
-        self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
         self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
         self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
         self.snr_values = self.alphas_cumprod / (1.0 - self.alphas_cumprod)  # float64, then cached
-        # posterior q(x_{t-1} | x_t, x_0), eqs. (6)-(7) of Ho et al. 2020
-        self.posterior_variance = betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
-        self.posterior_mean_coef1 = betas * np.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
-        self.posterior_mean_coef2 = (
-            (1.0 - self.alphas_cumprod_prev) * np.sqrt(self.alphas) / (1.0 - self.alphas_cumprod)
-        )
         self._cache: dict[tuple, torch.Tensor] = {}
 
     # -- config -----------------------------------------------------------------------------
@@ -137,11 +130,6 @@ class NoiseSchedule:
             self._cache[key] = table
         out = table[t.long()]
         return out.view(-1, *([1] * (like.ndim - 1)))
-
-    def snr(self, t: torch.Tensor) -> torch.Tensor:
-        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) at ``t`` (float32)."""
-        ab = torch.as_tensor(self.alphas_cumprod, device=t.device)[t.long()]
-        return (ab / (1.0 - ab)).float()
 
     def loss_weight(self, t: torch.Tensor, weighting: str, gamma: float) -> torch.Tensor:
         """Per-cell weight on the MSE of this ``prediction``'s target at timesteps ``t``.
@@ -178,13 +166,12 @@ class NoiseSchedule:
 
     # -- the forward process and targets -----------------------------------------------------
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """q_sample: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, eq. (4) of Ho et al."""
+        """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, eq. (4) of Ho et al. (q_sample)."""
         return (
             self._coef("sqrt_alphas_cumprod", t, x0) * x0
             + self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * noise
         )
 
-    q_sample = add_noise
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What the network is trained to output for this ``prediction``."""

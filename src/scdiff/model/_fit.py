@@ -111,6 +111,8 @@ def fit(parts: ModelParts, network: torch.nn.Module, data, cfg: TrainConfig, *, 
     checkpoint where ``checkpoint_dir`` was given).
     """
     dev = resolve_device(device)
+    if checkpoint_dir is not None and is_main_process():
+        _run.ensure_dir(checkpoint_dir)
     first = resume.step if resume else 0
     if resume is not None and watcher is not None and resume.monitor:
         watcher.load_state(resume.monitor)

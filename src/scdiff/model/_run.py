@@ -98,12 +98,18 @@ def write_json(obj: dict, path: Path) -> None:
 def prepare_dir(path: str | os.PathLike, *, overwrite: bool) -> Path:
     """Create the run directory; refuse one that already holds a run unless ``overwrite``."""
     path = check_out_dir(path, overwrite=overwrite, name="path", error=RunError)
+    return ensure_dir(path, name="path")
+
+
+def ensure_dir(path: str | os.PathLike, *, name: str = "checkpoint_dir") -> Path:
+    """``path`` as a folder that exists and can be written (created when missing)."""
+    path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise RunError(f"cannot create {path} ({err.strerror}); choose a writable {arg('path')}.") from err
+        raise RunError(f"cannot create {path} ({err.strerror}); choose a writable {arg(name)}.") from err
     if not os.access(path, os.W_OK):
-        raise RunError(f"{path} is not writable; choose a writable {arg('path')}.")
+        raise RunError(f"{path} is not writable; choose a writable {arg(name)}.")
     return path
 
 

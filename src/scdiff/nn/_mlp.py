@@ -1,4 +1,5 @@
-"""Conditional residual MLP noise predictor eps_theta(x_t, t, c).
+"""Conditional residual MLP: the network that predicts the diffusion target (eps, x0 or v,
+as the schedule's ``prediction`` says) from (x_t, t, c).
 
 Pure torch: knows nothing of AnnData. Conditions arrive as integer codes (one
 column per categorical attribute, the last code of each being its learned null

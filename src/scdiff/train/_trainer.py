@@ -167,6 +167,7 @@ class _Fit:
     amp: contextlib.AbstractContextManager
     batches: Iterator
     null_codes: torch.Tensor  # each attribute's null token, on the device
+    running: torch.Tensor  # sums since the last log row: loss, gradient norm, steps
     rank: int
     world: int
     start: int
@@ -206,20 +207,15 @@ class Trainer:
     ) -> TrainResult:
         cfg = self.cfg
         f = self._start(net, data, resume)
-        running = torch.zeros((), device=self.device)
-        running_gn = torch.zeros((), device=self.device)
-        n_since, step, stopped, early_stop = 0, f.start, False, False
+        step, stopped, early_stop = f.start, False, False
         f.net.train()
         while step < cfg.steps:
             loss, grad_norm = self._step(f, step)
-            running += loss.detach()
-            running_gn += grad_norm.detach()
-            n_since += 1
+            f.running += torch.stack([loss.detach(), grad_norm.detach(), torch.ones_like(loss)])
             step += 1
             last = step == cfg.steps
             if step % cfg.log_every == 0 or last:
-                row = self._log_row(f, step, running, running_gn, n_since)
-                n_since = 0
+                row = self._log_row(f, step)
                 if on_eval is not None and f.rank == 0 and eval_every and step % eval_every == 0:
                     # monitoring (e.g. MMD of a small sample to held-out cells) with EMA weights
                     metrics, early = on_eval(step, lambda: f.ema.state_dict(f.net))
@@ -234,7 +230,8 @@ class Trainer:
             stop = self._agreed_stop(f, should_stop)
             periodic = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not last
             if on_checkpoint is not None and f.rank == 0 and (periodic or (stop and not last)):
-                on_checkpoint(step, checkpoint_tensors(f.net, f.ema, f.opt, f.gen, f.dgen), f.log)
+                on_checkpoint(step, {**checkpoint_tensors(f.net, f.ema, f.opt, f.gen, f.dgen),
+                                     "running": f.running}, f.log)
             if stop and not last:
                 stopped = True
                 break
@@ -266,9 +263,12 @@ class Trainer:
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         ema = EMA(net, cfg.ema_decay)
         start, log = 0, []
+        running = torch.zeros(3, device=device)
         if resume is not None:
             start, tensors, log = resume
             restore_checkpoint(tensors, net, ema, opt, gen, dgen)
+            if "running" in tensors:  # a checkpoint between two log rows keeps their sums
+                running = tensors["running"].to(device=device, dtype=torch.float32)
             if rank > 0:
                 reseed_rank(gen, dgen, cfg.seed, rank, start)
             log = list(log)
@@ -278,7 +278,7 @@ class Trainer:
         amp = (torch.autocast(device_type=device.type, dtype=autocast)
                if autocast is not None else contextlib.nullcontext())
         return _Fit(net, train_net, opt, ema, gen, dgen, scaler, amp, batches, net.null_codes.to(device),
-                    rank, world, start, log)
+                    running, rank, world, start, log)
 
     def _step(self, f: _Fit, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on the next minibatch; returns (loss, gradient norm), on the device."""
@@ -306,16 +306,16 @@ class Trainer:
         f.ema.update(f.net, step, every=cfg.ema_every, last=step + 1 == cfg.steps)
         return loss, grad_norm
 
-    def _log_row(self, f: _Fit, step: int, running: torch.Tensor, running_gn: torch.Tensor,
-                 n_since: int) -> dict:
+    def _log_row(self, f: _Fit, step: int) -> dict:
         """The log row of the steps since the last one (loss averaged over ranks); resets the sums."""
+        loss = f.running[0].clone()
         if f.world > 1:
-            dist.all_reduce(running)
-            running /= f.world
-        row = {"step": step, "loss": float(running) / n_since, "grad_norm": float(running_gn) / n_since,
+            dist.all_reduce(loss)
+            loss /= f.world
+        n_since = float(f.running[2])
+        row = {"step": step, "loss": float(loss) / n_since, "grad_norm": float(f.running[1]) / n_since,
                "lr": lr_at(step - 1, self.cfg)}
-        running.zero_()
-        running_gn.zero_()
+        f.running.zero_()
         return row
 
     def _agreed_stop(self, f: _Fit, should_stop: Callable[[], bool] | None) -> bool:
