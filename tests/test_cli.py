@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import scdiff
 from scdiff.cli import app
 from tests.conftest import make_counts
 
@@ -167,3 +168,25 @@ def test_version_and_module_entry():
     assert res.exit_code == 0 and "scdiff 0.1.0" in res.output
     proc = subprocess.run([sys.executable, "-m", "scdiff", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "train" in proc.stdout
+
+
+def test_messages_name_flags_on_the_cli_and_parameters_in_python(files, tmp_path):
+    """One library message, two readings: the CLI's boundary spells parameters as flags."""
+    res = invoke("train", files / "train.h5ad", "-c", "cell_type", "--out", files / "run", "--steps", 2)
+    assert "choose another --out or pass --overwrite" in " ".join(res.output.split())
+    with pytest.raises(scdiff.InputError, match="choose another out or pass overwrite=True"):
+        scdiff.commands.train(files / "train.h5ad", condition="cell_type", out=files / "run", steps=2)
+    res = invoke("train", files / "train.h5ad", "-c", "cell_type", "--out", tmp_path / "r",
+                 "--resume", "--overwrite")
+    assert "--resume continues a run and --overwrite replaces it" in " ".join(res.output.split())
+    res = invoke("sample", files / "run", "--out", tmp_path / "x.h5ad", "--zeros", "cell", "--counts",
+                 "--n-cells", 2, "--from", files / "test.h5ad", "--steps", 2)
+    assert "give either --from (cells to translate) or --like/--n-cells" in " ".join(res.output.split())
+
+
+def test_flag_spelling():
+    from scdiff.cli._boundary import flag
+
+    assert flag("overwrite", "True") == "--overwrite" and flag("backed", "False") == "--no-backed"
+    assert flag("from_", None) == "--from" and flag("n_genes", "500") == "--genes 500"
+    assert flag("guidance", "{'cell_type': 1, 'drug': 1.5}") == "--guidance cell_type=1 --guidance drug=1.5"
