@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -10,6 +12,9 @@ import scipy.sparse as sp
 import torch
 
 torch.set_num_threads(2)
+# the tests' results must not depend on how busy the machine is: a fixed thread count
+# (tests/test_threads.py exercises "auto" itself)
+os.environ.setdefault("SCDIFF_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
 
 
 def make_counts(n_per_type: int = 40, n_genes: int = 30, n_types: int = 3, seed: int = 0,

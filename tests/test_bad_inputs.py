@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from typer.testing import CliRunner
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 import scdiff
 from scdiff import ScdiffError
 from scdiff.cli import app
-from scdiff.data import read_input
+from scdiff.data import log_normalize, read_input
 from tests.conftest import make_counts
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -32,6 +33,7 @@ class Case:
     cli: Callable[[Path, Path], list]  # (tmp, run) -> CLI args
     api: Callable[[Path, Path], object]  # (tmp, run) -> performs the call
     cli_message: str | None = None  # what the CLI user reads, where it names a flag instead
+    patch: Callable | None = None  # (monkeypatch) -> None: the fault the case simulates
 
     @property
     def shown(self) -> str:
@@ -252,7 +254,123 @@ CASES = [
     Case("existing run directory", "already exists",
          lambda t, r: ["train", _write(t, "d.h5ad", make_counts()), "-c", "cell_type", "--out", r],
          lambda t, r: scdiff.ConditionalDiffusion.load(r).save(r)),
+    Case("negative seed", "seed=-1 needs to be a whole number >= 0", cli_message="--seed -1 needs",
+         cli=lambda t, r: _sample(r, t, "--seed", -1),
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(3, seed=-1)),
+    Case("negative seed at evaluation", "seed=-1 needs to be a whole number >= 0",
+         cli_message="--seed -1 needs",
+         cli=lambda t, r: ["evaluate", *_two_log_files(t), "-c", "cell_type", "--seed", -1],
+         api=lambda t, r: scdiff.commands.evaluate(*_two_log_files(t), condition="cell_type", seed=-1)),
+    Case("learning rate not a number", "lr=nan needs to be a positive number", cli_message="--lr nan needs",
+         cli=lambda t, r: _train_args(_write(t, "d.h5ad", make_counts()), "--lr", "nan"),
+         api=lambda t, r: _api_train(_write(t, "d.h5ad", make_counts())).train(lr=float("nan"))),
+    Case("malformed --like table", "could not be read as a table",
+         cli=lambda t, r: _sample(r, t, "--like", _ragged_csv(t)),
+         api=lambda t, r: scdiff.commands.sample(r, t / "gen.h5ad", like=_ragged_csv(t))),
+    Case("config.json that is a list", "holds a list, not the settings of a run",
+         cli=lambda t, r: _sample(_edited_run(t, r, lambda c: [c]), t),
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(_edited_run(t, r, lambda c: [c]))),
+    Case("edited gene list in config.json", "does not fit its weights (29 genes listed; mean has 30",
+         cli=lambda t, r: _sample(_edited_run(t, r, _drop_a_gene), t),
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(_edited_run(t, r, _drop_a_gene))),
+    Case("edited network width in config.json", "the weights' shapes are not the network's",
+         cli=lambda t, r: _sample(_edited_run(t, r, _huge_width), t),
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(_edited_run(t, r, _huge_width))),
+    Case("disk full while writing", "could not write", cli_message="(No space left on device)",
+         cli=lambda t, r: _sample(r, t, "--n-cells", 3, "--steps", 2),
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(r).sample_to_file(t / "gen.h5ad", 3, steps=2),
+         patch=lambda mp: mp.setattr(ad.AnnData, "write_h5ad", _disk_full)),
+    Case("zero training steps", "steps=0 needs to be a whole number >= 1", cli_message="--steps 0 needs",
+         cli=lambda t, r: ["train", _write(t, "d.h5ad", make_counts()), "-c", "cell_type",
+                           "--out", t / "newrun", "--steps", 0],
+         api=lambda t, r: _api_train(_write(t, "d.h5ad", make_counts())).train(steps=0)),
+    Case("zero batch size", "batch_size=0 needs to be a whole number >= 1",
+         cli_message="--batch-size 0 needs",
+         cli=lambda t, r: _train_args(_write(t, "d.h5ad", make_counts()), "--batch-size", 0),
+         api=lambda t, r: _api_train(_write(t, "d.h5ad", make_counts())).train(batch_size=0)),
+    Case("unknown precision", "precision='fp8' needs to be one of auto, fp32, bf16, fp16",
+         cli_message="--precision fp8 needs",
+         cli=lambda t, r: _train_args(_write(t, "d.h5ad", make_counts()), "--precision", "fp8"),
+         api=lambda t, r: _api_train(_write(t, "d.h5ad", make_counts())).train(precision="fp8")),
+    Case("monitor fraction too large", "monitor=1.5 needs to be a fraction between 0 and 0.5",
+         cli_message="--monitor 1.5 needs",
+         cli=lambda t, r: _train_args(_write(t, "d.h5ad", make_counts()), "--monitor", 1.5),
+         api=lambda t, r: _api_train(_write(t, "d.h5ad", make_counts())).train(monitor=1.5)),
+    Case("small negative values (smoothing)", "pass clip_negative=True", cli_message="pass --clip-negative",
+         cli=lambda t, r: _train_args(_data(t, "s.h5ad", _tiny_negatives)),
+         api=lambda t, r: _api_train(_data(t, "s.h5ad", _tiny_negatives))),
+    Case("log2 data", "looks like log2(1 + x)",
+         cli=lambda t, r: _train_args(_data(t, "l2.h5ad", _log2)),
+         api=lambda t, r: _api_train(_data(t, "l2.h5ad", _log2))),
+    Case("all-zero matrix", "holds only zeros",
+         cli=lambda t, r: _train_args(_data(t, "z0.h5ad", _set_x(lambda a: sp.csr_matrix(a.shape)))),
+         api=lambda t, r: _api_train(_data(t, "z0.h5ad", _set_x(lambda a: sp.csr_matrix(a.shape))))),
+    Case("a table on its own scales", "comparable log scales",
+         cli=lambda t, r: ["train", _big_table(t), "-c", "label", "--out", t / "newrun"],
+         api=lambda t, r: scdiff.ConditionalDiffusion(read_input(_big_table(t), conditions=["label"]),
+                                                      condition="label")),
+    Case("condition given as a string", "condition needs to map each attribute to its value",
+         cli_message="needs the form KEY=VALUE",
+         cli=lambda t, r: _sample(r, t, "--condition", "t1"),
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(3, condition="t1")),
 ]
+
+
+def _tiny_negatives(a):
+    a.X = np.log1p(a.X.toarray()).astype(np.float32)
+    a.X[0, :3] = -0.016  # what smoothing leaves (krumsiek11's minimum)
+
+
+def _log2(a):
+    x = a.X.toarray()
+    a.X = np.log2(1 + x / x.sum(1, keepdims=True) * 1e4).astype(np.float32)
+
+
+def _big_table(tmp):
+    frame = pd.DataFrame(np.random.default_rng(0).gamma(2.0, 300.0, size=(60, 5)),
+                         columns=[f"f{i}" for i in range(5)])
+    frame["label"] = np.repeat(["a", "b", "c"], 20)
+    frame.to_csv(tmp / "table.csv", index=False)
+    return tmp / "table.csv"
+
+
+def _two_log_files(tmp):
+    paths = []
+    for i in (1, 2):
+        a = make_counts(seed=i)
+        a.X = log_normalize(a.X)
+        paths.append(_write(tmp, f"log{i}.h5ad", a))
+    return paths
+
+
+def _ragged_csv(tmp):
+    path = tmp / "like.csv"
+    path.write_text('cell_type,dose\nt0,1\nt1,"2\n')  # an unclosed quote
+    return path
+
+
+def _edited_run(tmp, run, edit):
+    copy = tmp / "edited"
+    copy.mkdir(exist_ok=True)
+    for p in run.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    cfg = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps(edit(cfg)))
+    return copy
+
+
+def _drop_a_gene(cfg):
+    cfg["preprocess"]["genes"] = cfg["preprocess"]["genes"][:-1]
+    return cfg
+
+
+def _huge_width(cfg):
+    cfg["network"]["width"] = 200_000  # ~6 GB of weights if it were ever built
+    return cfg
+
+
+def _disk_full(self, path, *args, **kwargs):
+    raise OSError(28, "No space left on device\nHDF5-DIAG: Error detected in HDF5 (1.14.3)")
 
 
 def _txt(tmp):
@@ -280,12 +398,15 @@ def _snapshot(*dirs: Path) -> dict:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_cli_one_line_nonzero_nothing_lost(case, tiny_run, tmp_path):
+def test_cli_one_line_nonzero_nothing_lost(case, tiny_run, tmp_path, monkeypatch):
     run = tiny_run[0]
     args = [str(a) for a in case.cli(tmp_path, run)]
     before = _snapshot(tmp_path, run)
+    folders = sorted(p for p in tmp_path.rglob("*") if p.is_dir())
+    if case.patch is not None:
+        case.patch(monkeypatch)
     res = CliRunner().invoke(app, args)
-    assert res.exit_code != 0
+    assert res.exit_code == 1, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("error:")]
     assert len(errors) == 1 and case.shown in " ".join(lines), res.output
@@ -293,10 +414,13 @@ def test_cli_one_line_nonzero_nothing_lost(case, tiny_run, tmp_path):
     after = _snapshot(tmp_path, run)
     assert {p: b for p, b in after.items() if p in before} == before  # no file changed
     assert not [p for p in after if p not in before and p.suffix in (".h5ad", ".safetensors")]
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_dir()) == folders  # no folder left behind
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_api_raises_a_specific_error(case, tiny_run, tmp_path):
+def test_api_raises_a_specific_error(case, tiny_run, tmp_path, monkeypatch):
+    if case.patch is not None:
+        case.patch(monkeypatch)
     with pytest.raises(ScdiffError, match=_escape(case.message)):
         case.api(tmp_path, tiny_run[0])
 

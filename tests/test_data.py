@@ -149,7 +149,7 @@ def test_writes_are_atomic_and_refuse_overwrite(tmp_path, counts_adata):
         tmp.write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match=r"could not write .*o.h5ad \(No space left on device\)"):
         atomic_write(out, failing)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["o.h5ad"]

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,17 +80,24 @@ def write_report(
     if missing:
         raise InputError(f"table lacks columns {sorted(missing)}; pass the table that "
                          f"scdiff.evaluate returned")
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     params = dict(table.attrs.get("scdiff", {}))
-
-    table.to_csv(out / "metrics.csv", index=False)
-    records = [{k: _jsonable(v) for k, v in r.items()} for r in table.to_dict(orient="records")]
-    with open(out / "metrics.json", "w") as fh:
-        json.dump({"params": _jsonable(params), "metrics": records}, fh, indent=1)
-
-    figures = _figures(out, real, generated, table, condition, seed)
-    text = _markdown(title, real, generated, table, params, condition, figures)
-    (out / "report.md").write_text(text)
+    # built in a temporary folder and moved in when whole (report.md last): an interruption
+    # leaves no half report, and an earlier report stays as it was
+    build = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        table.to_csv(build / "metrics.csv", index=False)
+        records = [{k: _jsonable(v) for k, v in r.items()} for r in table.to_dict(orient="records")]
+        with open(build / "metrics.json", "w") as fh:
+            json.dump({"params": _jsonable(params), "metrics": records}, fh, indent=1)
+        figures = _figures(build, real, generated, table, condition, seed)
+        (build / "report.md").write_text(_markdown(title, real, generated, table, params, condition,
+                                                   figures))
+        out.mkdir(exist_ok=True)
+        for file in sorted(build.iterdir(), key=lambda f: f.name == "report.md"):
+            os.replace(file, out / file.name)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     return out / "report.md"
 
 

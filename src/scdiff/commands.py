@@ -24,9 +24,9 @@ import pandas as pd
 from scdiff._errors import InputError, arg
 from scdiff.data import as_log_space, read_input
 from scdiff.data._io import check_out_dir, check_output, read_obs
-from scdiff.diffusion._schedule import check_loss_weighting
 from scdiff.model import ConditionalDiffusion
-from scdiff.model._run import check_training_dir, prepare_dir
+from scdiff.model._fit import check_options
+from scdiff.model._run import check_training_dir, start_training
 from scdiff.model._stream import SAMPLE_SUFFIXES, sample_to_file
 from scdiff.train import is_main_process
 
@@ -41,6 +41,7 @@ def train(
     out: str | os.PathLike | None = None,
     layer: str | None = None,
     n_genes: int = 2000,
+    clip_negative: bool = False,
     backed: bool = False,
     overwrite: bool = False,
     resume: bool = False,
@@ -59,7 +60,7 @@ def train(
     >>> scdiff.commands.train("data_examples/pbmc_train.h5ad", condition="cell_type",
     ...                       out="runs/pbmc", steps=200)  # doctest: +SKIP
     """
-    check_loss_weighting(options.get("loss_weighting", "snr_cap"), options.get("snr_gamma", 5.0))
+    check_options(**options)
     data = Path(data)
     out = Path(out) if out is not None else Path("runs") / data.stem
     main = is_main_process()
@@ -72,9 +73,10 @@ def train(
         adata = read_backed(data)
     else:
         adata = read_input(data, conditions=names)
-    model = ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=n_genes)
+    model = ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=n_genes,
+                                 clip_negative=clip_negative)
     if main and not resume:
-        prepare_dir(out, overwrite=overwrite)
+        start_training(out, overwrite=overwrite)
     model.train(progress=progress, checkpoint_dir=out, resume=resume, **options)
     if main:
         model.save(out, overwrite=True)
@@ -103,7 +105,7 @@ def sample(
     """
     check_output(out, overwrite=overwrite, suffixes=SAMPLE_SUFFIXES)
     model = ConditionalDiffusion.load(run)
-    ref = read_obs(like) if like is not None else None
+    ref = read_obs(like, conditions=model.encoder.keys) if like is not None else None
     source = read_input(from_) if from_ is not None else None
     path, n, _ = sample_to_file(model.sample, out, n_cells, like=ref, from_=source,
                                 overwrite=overwrite, **options)

@@ -25,8 +25,15 @@ from scdiff.cli._options import (
     Quiet,
     Run,
     Seed,
+    Threads,
 )
-from scdiff.cli._parse import parse_assignments, parse_doses, parse_guidance, parse_number
+from scdiff.cli._parse import (
+    parse_assignments,
+    parse_doses,
+    parse_guidance,
+    parse_number,
+    parse_threads,
+)
 
 app = typer.Typer(
     name="scdiff", no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
@@ -80,6 +87,9 @@ def train(
         help="Timestep weights of the loss: snr_cap (nearly clean steps capped at SNR 5), "
              "min_snr (also noisy steps down; measured better on panels with many more genes "
              "than cells) or none.")] = "snr_cap",
+    clip_negative: Annotated[bool, typer.Option(
+        help="Set negative values (the small ones smoothing or imputation leaves) to 0.")] = False,
+    threads: Threads = "auto",
     quiet: Quiet = False,
 ) -> None:
     """Train a model on DATA and write a run directory (Ctrl-C saves a checkpoint).
@@ -94,7 +104,8 @@ def train(
         data, condition=condition, dose=dose, out=out, layer=layer, n_genes=genes, backed=backed,
         overwrite=overwrite, resume=resume, progress=not quiet, epochs=epochs, steps=steps,
         batch_size=batch_size, lr=lr, device=device, precision=precision, seed=seed, monitor=monitor,
-        monitor_every=monitor_every, patience=patience, loss_weighting=loss_weighting)
+        monitor_every=monitor_every, patience=patience, loss_weighting=loss_weighting,
+        clip_negative=clip_negative, threads=parse_threads(threads))
     if not quiet and is_main_process():
         out_console.print(f"wrote run [bold]{out or Path('runs') / data.stem}[/] ({model})",
                           highlight=False)
@@ -126,6 +137,10 @@ def sample(
         help="How small values become exact zeros: auto, cell (values below one read at a drawn "
              "library size become 0 or one read, keeping the mean), gene (below half the gene's "
              "smallest training value) or none.")] = "auto",
+    clip: Annotated[bool | None, typer.Option(
+        "--clip/--no-clip", help="Keep each step's predicted cell within the genes' training range "
+        "(default: when guidance is not 1).")] = None,
+    threads: Threads = "auto",
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
@@ -136,7 +151,8 @@ def sample(
         run, out, n_cells=n_cells, like=like, from_=from_, overwrite=overwrite,
         condition=parse_assignments(condition, option="--condition"), dose=parse_doses(dose),
         guidance=parse_guidance(guidance), strength=strength, steps=steps, sampler=sampler, seed=seed,
-        device=device, counts=counts, zeros=zeros, progress=not quiet)
+        device=device, counts=counts, zeros=zeros, progress=not quiet,
+        clip="auto" if clip is None else clip, threads=parse_threads(threads))
     if not quiet:
         out_console.print(f"wrote {n} cells x {genes} genes to [bold]{path}[/]", highlight=False)
 

@@ -19,3 +19,6 @@ Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 Layer = Annotated[str | None, typer.Option(help="Use adata.layers[LAYER] instead of X.")]
 Genes = Annotated[int, typer.Option(help="Keep this many highly variable genes.")]
 Run = Annotated[Path, typer.Argument(help="Run directory written by `scdiff train`.")]
+Threads = Annotated[str, typer.Option(
+    help="CPU threads: auto (the CPUs this process may use, less those other jobs keep busy) "
+         "or a number.")]

@@ -59,3 +59,14 @@ def parse_guidance(items: Sequence[str] | None) -> float | dict[str, float]:
         raise InputError("--guidance takes one number, or KEY=WEIGHT for each attribute, not both.")
     return {k: parse_number(v, what=f"--guidance {k}=") for k, v in
             parse_assignments(items, option="--guidance").items()}
+
+
+def parse_threads(text: str) -> int | str:
+    """``"auto"`` or a whole number of threads (checked by the library)."""
+    text = text.strip()
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"--threads {text!r} needs to be a whole number or auto.") from None

@@ -1,5 +1,6 @@
 """Data: read and validate input, preprocess expression, encode conditions, group cells."""
 
+from scdiff.data._cells import cell_sketch, sketch_overlap
 from scdiff.data._conditions import ConditionEncoder
 from scdiff.data._groups import (
     ALL_CELLS,
@@ -18,7 +19,7 @@ from scdiff.data._validate import detect_scale
 
 __all__ = [
     "ALL_CELLS", "GROUP_SEP", "ConditionEncoder", "Preprocessor", "align_genes", "as_log_space",
-    "check_anndata", "condition_keys", "detect_scale", "expression", "group_labels", "group_order",
-    "log_normalize", "read_input", "select_hvg", "select_rows", "subsample", "to_dense",
-    "write_h5ad",
+    "cell_sketch", "check_anndata", "condition_keys", "detect_scale", "expression",
+    "group_labels", "group_order", "log_normalize", "read_input", "select_hvg", "select_rows",
+    "sketch_overlap", "subsample", "to_dense", "write_h5ad",
 ]

@@ -23,7 +23,8 @@ import torch
 
 from scdiff._errors import InputError, arg
 from scdiff._seeds import buffer_seed, epoch_seed
-from scdiff.data._preprocess import Preprocessor, log_normalize
+from scdiff.data._preprocess import Preprocessor, gene_max, log_normalize, min_positive
+from scdiff.data._validate import clip_negative as clip_values
 from scdiff.data._validate import detect_scale
 
 #: Rows read at a time when fitting, and rows per shuffled training block.
@@ -117,7 +118,8 @@ class RowReader:
 
 
 def fit_backed(adata: ad.AnnData, *, layer: str | None = None, n_genes: int = 2000,
-               chunk_rows: int = CHUNK_ROWS) -> tuple[Preprocessor, np.ndarray]:
+               chunk_rows: int = CHUNK_ROWS, clip_negative: bool = False
+               ) -> tuple[Preprocessor, np.ndarray]:
     """:meth:`Preprocessor.fit` in one pass over row chunks of a backed AnnData.
 
     Gene moments and smallest non-zero values are accumulated over chunks; counts are
@@ -131,8 +133,11 @@ def fit_backed(adata: ad.AnnData, *, layer: str | None = None, n_genes: int = 20
     total = np.zeros(reader.n_vars)
     total_sq = np.zeros(reader.n_vars)
     min_pos = np.full(reader.n_vars, np.inf)
+    top = np.zeros(reader.n_vars)
     row_sums = []
     for chunk in reader.chunks(chunk_rows):
+        if clip_negative:
+            chunk = clip_values(chunk)
         row_sums.append(np.asarray(chunk.sum(axis=1), dtype=np.float64).reshape(-1, 1))
         s = detect_scale(chunk, source=source)
         if scale is not None and s != scale:
@@ -143,18 +148,18 @@ def fit_backed(adata: ad.AnnData, *, layer: str | None = None, n_genes: int = 20
         if sp.issparse(logx):
             total += np.asarray(logx.sum(axis=0), dtype=np.float64).ravel()
             total_sq += np.asarray(logx.multiply(logx).sum(axis=0), dtype=np.float64).ravel()
-            pos = logx.data > 0
-            np.minimum.at(min_pos, logx.indices[pos], logx.data[pos])
         else:
             x64 = np.asarray(logx, dtype=np.float64)
             total += x64.sum(axis=0)
             total_sq += (x64**2).sum(axis=0)
-            min_pos = np.minimum(min_pos, np.where(x64 > 0, x64, np.inf).min(axis=0))
+        min_pos = np.minimum(min_pos, min_positive(logx))
+        top = np.maximum(top, gene_max(logx))
     n = reader.n_obs
     mean = total / n
     std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
     pre = Preprocessor.from_moments(input_scale=scale or "log", layer=layer, var_names=adata.var_names,
-                                    mean=mean, std=std, min_positive=min_pos, n_genes=n_genes)
+                                    mean=mean, std=std, min_positive=min_pos, maximum=top,
+                                    n_genes=n_genes, clip_negative=clip_negative)
     return pre, np.concatenate(row_sums)
 
 
@@ -204,6 +209,8 @@ class BackedCells:
         rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
         parts = [self.reader.rows(a, b) for a, b in zip(starts, stops, strict=True)]
         X = sp.vstack(parts, format="csr") if sp.issparse(parts[0]) else np.concatenate(parts)
+        if self.pre.clip_negative:
+            X = clip_values(X)
         if self.pre.input_scale == "counts":  # per cell, on all genes, as the fit did
             X = log_normalize(X)
         genes = self.reader.var_names.get_indexer(self.pre.genes)

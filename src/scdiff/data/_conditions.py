@@ -75,6 +75,23 @@ def _numeric_dose(obs: pd.DataFrame, key: str, *, allow_negative: bool = False) 
     return arr
 
 
+def _plain(value):
+    """A JSON-able Python value (numpy scalars unwrapped; anything else as its label)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return value if isinstance(value, bool | int | float | str) else str(value)
+
+
+def _column_type(col: pd.Series, cats: list[str]) -> dict:
+    """How a condition column is typed: categorical or not, its dtype, each category's value."""
+    categorical = isinstance(col.dtype, pd.CategoricalDtype)
+    raw = col.cat.categories if categorical else pd.Index(col.unique())
+    by_label = {str(v): _plain(v) for v in raw}
+    dtype = col.cat.categories.dtype if categorical else col.dtype
+    plain = dtype.kind in "iub"  # ints and booleans come back as such; strings as categories
+    return {"categorical": categorical, "ordered": bool(categorical and col.cat.ordered),
+            "dtype": str(dtype) if plain else "object", "values": [by_label[c] for c in cats]}
+
+
 @dataclass
 class ConditionEncoder:
     """Maps obs columns to the network's (codes, doses) and back.
@@ -94,6 +111,10 @@ class ConditionEncoder:
     counts
         Number of training cells of each observed combination, for sampling in
         training proportions: list of [values..., doses..., n].
+    column_types
+        For each key, how its column was typed in training (categorical or not, ordered,
+        and each category's value as it was: an int, a bool, a string), so that output
+        columns come back with the same dtype (empty for runs saved before it).
     """
 
     keys: list[str] = field(default_factory=list)
@@ -103,6 +124,7 @@ class ConditionEncoder:
     dose_values: list[list[float]] = field(default_factory=list)
     counts: list[list] = field(default_factory=list)
     dose_min: list[float] = field(default_factory=list)
+    column_types: list[dict] = field(default_factory=list)
 
     # -- fitting ------------------------------------------------------------------------------
     @classmethod
@@ -116,7 +138,7 @@ class ConditionEncoder:
             raise InputError(f"{sorted(both)} given both as condition and as dose; choose one.")
         _check_columns(obs, keys, "condition")
         _check_columns(obs, dose_keys, "dose")
-        categories = []
+        categories, column_types = [], []
         for key in keys:
             col = obs[key]
             if col.isna().any():
@@ -131,13 +153,15 @@ class ConditionEncoder:
                 cats = sorted(col.astype(str).unique())
             _check_categories(key, col.astype(str))
             categories.append(cats)
+            column_types.append(_column_type(col, cats))
         dose_max, dose_values, dose_min = [], [], []
         for key in dose_keys:
             arr = _numeric_dose(obs, key, allow_negative=True)
             dose_max.append(float(arr.max()) if arr.size else 0.0)
             dose_min.append(float(arr.min()) if arr.size else 0.0)
             dose_values.append(sorted(np.unique(arr).tolist())[:100])
-        enc = cls(keys, categories, dose_keys, dose_max, dose_values, dose_min=dose_min)
+        enc = cls(keys, categories, dose_keys, dose_max, dose_values, dose_min=dose_min,
+                  column_types=column_types)
         if keys or dose_keys:
             frame = pd.DataFrame({k: obs[k].astype(str).to_numpy() for k in keys})
             for k in dose_keys:
@@ -292,10 +316,23 @@ class ConditionEncoder:
         return frame
 
     def to_obs(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Typed obs for output: categoricals with the training categories, float doses."""
+        """Typed obs for output: each condition column as it was in training (a categorical
+        with the same categories, or integers, booleans, strings), float doses."""
         out = pd.DataFrame(index=frame.index)
-        for key, cats in zip(self.keys, self.categories, strict=True):
-            out[key] = pd.Categorical(frame[key].astype(str), categories=cats)
+        for i, (key, cats) in enumerate(zip(self.keys, self.categories, strict=True)):
+            labels = frame[key].astype(str)
+            kind = self.column_types[i] if i < len(self.column_types) else None
+            if kind is None:  # a run saved before column types were recorded
+                out[key] = pd.Categorical(labels, categories=cats)
+                continue
+            typed = dict(zip(cats, kind["values"], strict=True))
+            values = labels.map(typed)
+            if kind["categorical"]:
+                out[key] = pd.Categorical(values, categories=kind["values"], ordered=kind["ordered"])
+            elif kind["dtype"] == "object":
+                out[key] = pd.Categorical(values, categories=kind["values"])
+            else:
+                out[key] = values.to_numpy().astype(kind["dtype"])
         for key in self.dose_keys:
             out[key] = frame[key].astype(np.float64).to_numpy()
         return out

@@ -54,18 +54,23 @@ def read_input(path: str | os.PathLike, *, conditions: Sequence[str] = ()) -> ad
     return adata
 
 
-def _read_table(path: Path, conditions: Sequence[str]) -> ad.AnnData:
+def _frame(path: Path, conditions: Sequence[str] = ()) -> pd.DataFrame:
+    """A .csv/.tsv/.parquet file as a DataFrame, or one clear error."""
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            # condition columns stay text: "00" and "0" are different labels
-            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",",
-                                dtype={c: str for c in conditions})
+            return pd.read_parquet(path)
+        # condition columns stay text: "00" and "0" are different labels
+        return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",",
+                           dtype={c: str for c in conditions})
     except ImportError as err:
         raise InputError(f"reading {path} needs pyarrow: pip install pyarrow.") from err
     except Exception as err:
-        raise InputError(f"{path} could not be read as a table ({type(err).__name__}: {err}).") from err
+        reason = " ".join(str(err).split())
+        raise InputError(f"{path} could not be read as a table ({type(err).__name__}: {reason}).") from err
+
+
+def _read_table(path: Path, conditions: Sequence[str]) -> ad.AnnData:
+    frame = _frame(path, conditions)
     missing = [c for c in conditions if c not in frame.columns]
     if missing:
         raise InputError(
@@ -77,7 +82,9 @@ def _read_table(path: Path, conditions: Sequence[str]) -> ad.AnnData:
     X = frame[feat_cols].to_numpy(dtype=np.float32)
     obs = frame[obs_cols].copy()
     obs.index = obs.index.astype(str)
-    return ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[str(c) for c in feat_cols]))
+    # marked as a table, so advice about its values speaks of columns, not of scanpy
+    return ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[str(c) for c in feat_cols]),
+                      uns={"scdiff_input": "table"})
 
 
 def check_anndata(adata: ad.AnnData, *, source: str = "the AnnData") -> None:
@@ -113,10 +120,19 @@ def check_out_dir(path: str | os.PathLike, *, overwrite: bool, name: str = "out"
     return path
 
 
+def umask() -> int:
+    """The process's file-creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary name in the same folder, then rename over ``path``.
 
-    A crash or a full disk leaves any previous file at ``path`` intact.
+    A crash or a full disk leaves any previous file at ``path`` intact. The file gets the
+    permissions the umask gives a new file (the temporary one is created private), so a
+    colleague on a shared server reads it as they would any other of the user's files.
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -124,11 +140,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
+    except OSError as err:
+        raise InputError(f"could not write {path} ({_first_line(err)}); check the space and "
+                         "permissions there, or choose another location.") from err
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _first_line(err: OSError) -> str:
+    """An OS or HDF5 error in one line (HDF5 ones span several)."""
+    text = err.strerror or str(err)
+    return " ".join(text.split("\n")[0].split()) or type(err).__name__
 
 
 def check_output(path: str | os.PathLike, *, overwrite: bool, suffixes: Sequence[str]) -> Path:
@@ -165,15 +191,14 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike, *, overwrite: bool = 
     return atomic_write(path, write)
 
 
-def read_obs(path: str | os.PathLike) -> pd.DataFrame:
-    """Only the ``.obs`` of an ``.h5ad`` (its expression is never read), or a table's columns."""
+def read_obs(path: str | os.PathLike, *, conditions: Sequence[str] = ()) -> pd.DataFrame:
+    """Only the ``.obs`` of an ``.h5ad`` (its expression is never read), or a table's columns
+    (read as ``read_input`` reads them: the ``conditions`` columns as text)."""
     path = Path(path)
     _check_readable(path)
     suffix = path.suffix.lower()
     if suffix in TABLE_SUFFIXES:
-        frame = (pd.read_parquet(path) if suffix in (".parquet", ".pq")
-                 else pd.read_csv(path, sep="\t" if suffix == ".tsv" else ","))
-        return frame.select_dtypes(exclude="number").join(frame.select_dtypes("number"))
+        return _frame(path, conditions)
     if suffix != ".h5ad":
         raise InputError(f"{path} has extension {suffix!r}; {arg('like')} reads .h5ad, .csv or .parquet.")
     import h5py

@@ -14,6 +14,8 @@ from scdiff._errors import InputError, arg
 #: obs columns that hold a cell's total counts when the input is already normalised
 TOTAL_COUNT_COLUMNS = ("n_counts", "total_counts", "nCount_RNA")
 _N_QUANTILES = 101
+#: The largest Poisson rate drawn (numpy's draws overflow near 9e18).
+MAX_RATE = 1e15
 #: The key of the quantiles of all training cells (the fallback for an unseen combination).
 ALL_CELLS_KEY = "__all__"
 
@@ -72,9 +74,14 @@ def draw_library_sizes(library: dict[str, list[float]], obs: pd.DataFrame, keys:
 
 def counts_from_log(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.random.Generator,
                     target_sum: float = 1e4) -> np.ndarray:
-    """Poisson counts whose expected CP10k matches ``expm1(log_x)`` at the given library size."""
-    rate = np.expm1(log_x.astype(np.float64)) * (library_sizes[:, None] / target_sum)
-    return rng.poisson(rate).astype(np.float32)
+    """Poisson counts whose expected CP10k matches ``expm1(log_x)`` at the given library size.
+
+    Rates are capped at :data:`MAX_RATE`, where Poisson draws overflow (only unguarded
+    extrapolation, ``clip=False`` at a large guidance, gets near it).
+    """
+    with np.errstate(over="ignore"):
+        rate = np.expm1(log_x.astype(np.float64)) * (library_sizes[:, None] / target_sum)
+    return rng.poisson(np.minimum(rate, MAX_RATE)).astype(np.float32)
 
 
 def round_below_one_read(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.random.Generator,

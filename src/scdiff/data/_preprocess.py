@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scdiff._errors import InputError, arg
-from scdiff.data._validate import Scale, detect_scale
+from scdiff.data._validate import Scale, clip_negative, detect_scale
 
 _MIN_STD = 1e-2  # floor for near-constant genes, so scaling never divides by ~0
 
@@ -72,6 +72,13 @@ def min_positive(X) -> np.ndarray:
     return np.where(X > 0, X, np.inf).min(axis=0)
 
 
+def gene_max(X) -> np.ndarray:
+    """Per-gene largest value (0 for a gene never expressed), float64."""
+    if sp.issparse(X):
+        return np.asarray(sp.csc_matrix(X).max(axis=0).toarray(), dtype=np.float64).ravel()
+    return np.asarray(X, dtype=np.float64).max(axis=0)
+
+
 def _fill_unexpressed(mins: np.ndarray) -> np.ndarray:
     """Genes never expressed (inf) get the median smallest value of the others, as float32."""
     out = np.asarray(mins, dtype=np.float64).copy()
@@ -117,6 +124,9 @@ class Preprocessor:
         The modelled genes, in order.
     mean, std
         Per-gene standardisation of log-normalised expression.
+    min_nonzero, max
+        Per-gene smallest non-zero and largest log-normalised training value (runs saved
+        before ``max`` was recorded have it empty).
     """
 
     input_scale: Scale
@@ -128,37 +138,47 @@ class Preprocessor:
     n_genes_input: int = 0
     target_sum: float = 1e4
     hvg: bool = False
+    max: list[float] = field(default_factory=list)
+    clip_negative: bool = False
 
     # -- fitting ------------------------------------------------------------------------------
     @classmethod
-    def fit(cls, adata: ad.AnnData, *, layer: str | None = None, n_genes: int = 2000) -> Preprocessor:
-        """Detect the input scale, choose genes and fit the per-gene scaling."""
-        return cls._fit(adata, layer, n_genes)[0]
+    def fit(cls, adata: ad.AnnData, *, layer: str | None = None, n_genes: int = 2000,
+            clip_negative: bool = False) -> Preprocessor:
+        """Detect the input scale, choose genes and fit the per-gene scaling.
+
+        ``clip_negative`` sets negative values to 0 first (the small negatives smoothing or
+        imputation leaves; scaled data are refused still).
+        """
+        return cls._fit(adata, layer, n_genes, clip_negative)[0]
 
     @classmethod
-    def fit_transform(cls, adata: ad.AnnData, *, layer: str | None = None,
-                      n_genes: int = 2000) -> tuple[Preprocessor, np.ndarray]:
+    def fit_transform(cls, adata: ad.AnnData, *, layer: str | None = None, n_genes: int = 2000,
+                      clip_negative: bool = False) -> tuple[Preprocessor, np.ndarray]:
         """:meth:`fit`, and the standardised training matrix, normalising the data once."""
-        pre, log_x = cls._fit(adata, layer, n_genes)
+        pre, log_x = cls._fit(adata, layer, n_genes, clip_negative)
         return pre, pre.transform(log_x)
 
     @classmethod
-    def _fit(cls, adata: ad.AnnData, layer: str | None, n_genes: int):
-        X = expression(adata, layer)
-        scale = detect_scale(X, source=f"layer {layer!r}" if layer else "X")
+    def _fit(cls, adata: ad.AnnData, layer: str | None, n_genes: int, clip: bool):
+        X, scale = read_expression(adata, layer, clip=clip)
         logX = log_normalize(X) if scale == "counts" else X
         mean, std = _gene_moments(logX)
         pre = cls.from_moments(input_scale=scale, layer=layer, var_names=adata.var_names, mean=mean,
-                               std=std, min_positive=min_positive(logX), n_genes=n_genes)
+                               std=std, min_positive=min_positive(logX), maximum=gene_max(logX),
+                               n_genes=n_genes, clip_negative=clip)
         idx = adata.var_names.get_indexer(pre.genes) if pre.hvg else slice(None)
         return pre, logX[:, idx]
 
     @classmethod
     def from_moments(cls, *, input_scale: Scale, layer: str | None, var_names: pd.Index,
                      mean: np.ndarray, std: np.ndarray, min_positive: np.ndarray,
-                     n_genes: int) -> Preprocessor:
+                     maximum: np.ndarray, n_genes: int, clip_negative: bool = False) -> Preprocessor:
         """The fit from each input gene's moments of log data (in memory or streamed alike):
         the ``n_genes`` most variable genes, their scaling and smallest values."""
+        if not np.any(np.asarray(maximum) > 0):
+            raise InputError(f"the expression holds only zeros: there is nothing to learn; check the "
+                             f"data, or give {arg('layer')} the layer that holds it.")
         hvg = len(var_names) > n_genes
         idx = hvg_from_moments(mean, std, n_genes) if hvg else np.arange(len(var_names))
         return cls(
@@ -170,6 +190,8 @@ class Preprocessor:
             std=np.maximum(std[idx], _MIN_STD).astype(np.float32).tolist(),
             n_genes_input=int(len(var_names)),
             hvg=bool(hvg),
+            max=np.asarray(maximum, dtype=np.float64)[idx].astype(np.float32).tolist(),
+            clip_negative=bool(clip_negative),
         )
 
     # -- config -------------------------------------------------------------------------------
@@ -183,8 +205,7 @@ class Preprocessor:
     # -- forward and inverse ------------------------------------------------------------------
     def log_expression(self, adata: ad.AnnData):
         """The modelled genes of ``adata`` as log-normalised expression (sparse kept sparse)."""
-        X = expression(adata, self.layer)
-        scale = detect_scale(X, source=f"layer {self.layer!r}" if self.layer else "X")
+        X, scale = read_expression(adata, self.layer, clip=self.clip_negative)
         missing = pd.Index(self.genes).difference(adata.var_names)
         if len(missing):
             raise InputError(
@@ -203,6 +224,16 @@ class Preprocessor:
         std = np.asarray(self.std, dtype=np.float32)
         return ((dense - mean) / std).astype(np.float32)
 
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-gene (lowest, highest) value a cell can take, in the standardised space: zero
+        expression and the largest training value (for runs without it, all reads of a cell
+        in one gene, ``log1p(target_sum)``)."""
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        top = (np.asarray(self.max, dtype=np.float32) if self.max
+               else np.full_like(mean, np.log1p(self.target_sum)))
+        return (0.0 - mean) / std, (top - mean) / std
+
     def inverse(self, z: np.ndarray, *, zeros: bool = True) -> np.ndarray:
         """Standardised values -> log-normalised expression.
 
@@ -217,6 +248,15 @@ class Preprocessor:
         if zeros and self.min_nonzero:
             x[x < 0.5 * np.asarray(self.min_nonzero, dtype=np.float32)] = 0.0
         return x
+
+
+def read_expression(adata: ad.AnnData, layer: str | None, *, clip: bool = False):
+    """(``X`` or the layer, its scale): negatives set to 0 with ``clip``, refused otherwise."""
+    X = expression(adata, layer)
+    if clip:
+        X = clip_negative(X)
+    table = adata.uns.get("scdiff_input") == "table" if "scdiff_input" in adata.uns else False
+    return X, detect_scale(X, source=f"layer {layer!r}" if layer else "X", table=table)
 
 
 def expression(adata: ad.AnnData, layer: str | None):

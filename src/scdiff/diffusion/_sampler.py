@@ -8,12 +8,13 @@ are stacked into one batch, so a step costs one forward pass of the stacked batc
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from scdiff._errors import InputError
+from scdiff._errors import InputError, arg
 from scdiff.diffusion._schedule import NoiseSchedule
 
 
@@ -36,6 +37,19 @@ class Guidance:
     attributes: tuple[str, ...]
     weights: float | Mapping[str, float] = 1.0
     pairs: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        weights = self.weights.values() if isinstance(self.weights, Mapping) else [self.weights]
+        for w in weights:
+            if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
+                raise InputError(f"{arg('guidance', self.weights)} needs finite weights >= 0 "
+                                 "(1 is the plain conditional model, 0 the unconditional one).")
+
+    @property
+    def plain(self) -> bool:
+        """Whether this is the plain conditional model (every weight 1): no extrapolation."""
+        weights = self.weights.values() if isinstance(self.weights, Mapping) else [self.weights]
+        return all(float(w) == 1.0 for w in weights)
 
     def passes(self) -> list[tuple[tuple[bool, ...], float]]:
         """(which attributes are kept, coefficient) for each forward pass, zero ones dropped."""
@@ -107,12 +121,16 @@ def sample_loop(
     t_start: int | None = None,
     autocast_dtype: torch.dtype | None = None,
     on_step: Callable[[], None] | None = None,
+    x0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run the reverse process for one batch of conditions; returns x_0 in model space.
 
     ``net`` is the network (it gives ``n_genes`` and the attributes' ``null_codes``).
     ``x_start``/``t_start``: begin from ``x_start`` noised to ``t_start`` instead of
-    pure noise (SDEdit-style translation of given cells).
+    pure noise (SDEdit-style translation of given cells). ``x0_bounds`` (per-gene lower
+    and upper bounds): the predicted x_0 of every step is clipped to them and the noise
+    recomputed from it, so the sample stays within them (static thresholding, Saharia et
+    al. 2022, per gene: what keeps large guidance weights from leaving the data's range).
     """
     device = cats.device
     n = cats.shape[0]
@@ -147,7 +165,11 @@ def sample_loop(
         guided = coefs[0] * out[0]
         for c, o in zip(coefs[1:], out[1:], strict=True):
             guided = guided + c * o
-        x0, eps = schedule.split_prediction(guided, x, torch.full((n,), t, device=device))
+        t_now = torch.full((n,), t, device=device)
+        x0, eps = schedule.split_prediction(guided, x, t_now)
+        if x0_bounds is not None:
+            x0 = torch.maximum(torch.minimum(x0, x0_bounds[1]), x0_bounds[0])
+            eps = schedule.eps_from_x0(x0, x, t_now)
         noise = torch.randn(x.shape, generator=generator, device=device) if eta > 0 else None
         x = schedule.step(x0, eps, x, t, t_prev, eta, noise)
         if on_step is not None:

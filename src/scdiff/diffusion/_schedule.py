@@ -196,11 +196,17 @@ class NoiseSchedule:
             x0 = (x_t - s * eps) / a  # "predicted x_0", eq. (15) of Ho et al.
         elif self.prediction == "x0":
             x0 = model_output
-            eps = (x_t - a * x0) / s
+            eps = self.eps_from_x0(x0, x_t, t)
         else:
             x0 = a * x_t - s * model_output
             eps = s * x_t + a * model_output
         return x0, eps
+
+    def eps_from_x0(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The noise that, with ``x0``, makes ``x_t``: eq. (4) of Ho et al. solved for eps."""
+        a = self._coef("sqrt_alphas_cumprod", t, x_t)
+        s = self._coef("sqrt_one_minus_alphas_cumprod", t, x_t)
+        return (x_t - a * x0) / s
 
     # -- the reverse process ------------------------------------------------------------------
     def timesteps(self, num_steps: int) -> list[int]:

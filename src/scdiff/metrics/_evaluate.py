@@ -10,8 +10,17 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from scdiff._errors import InputError
-from scdiff.data import align_genes, condition_keys, group_labels, group_order, select_rows, subsample
+from scdiff._errors import InputError, ScdiffWarning, arg
+from scdiff.data import (
+    align_genes,
+    condition_keys,
+    group_labels,
+    group_order,
+    select_rows,
+    sketch_overlap,
+    subsample,
+)
+from scdiff.data._cells import expressed_genes
 from scdiff.metrics._classifiers import fit_label_classifier, knn_auc, label_accuracy
 from scdiff.metrics._distances import PairDistances, wasserstein_pcs
 from scdiff.metrics._markers import marker_metrics, marker_scores
@@ -119,9 +128,10 @@ def evaluate(
     ['A', 'B', 'overall']
     """
     keys = condition_keys(condition)
-    _check_options(n_pcs, max_cells, k_markers)
+    _check_options(n_pcs, max_cells, k_markers, seed)
     gen_ad = align_genes(real, generated, "generated")
     train_ad = align_genes(real, train, "train") if train is not None else None
+    _warn_if_trained_on(real, generated, train)
     plan = _plan(real, gen_ad, train_ad, keys, max_cells=max_cells, seed=seed)
 
     ref_idx, _ = plan.indices("ref")
@@ -184,7 +194,30 @@ def _plan(real: AnnData, generated: AnnData, train: AnnData | None, keys: list[s
     return plan
 
 
-def _check_options(n_pcs: int, max_cells: int, k_markers: int) -> None:
+def _warn_if_trained_on(real: AnnData, generated: AnnData, train: AnnData | None) -> None:
+    """Say so when the "real" cells are cells the model was trained on: against its own
+    training cells a model scores like a second real sample, or better."""
+    if train is not None:
+        shared = float(real.obs_names.isin(train.obs_names).mean())
+        if shared > 0.1:
+            warnings.warn(ScdiffWarning(f"{shared:.0%} of the real cells are also in {arg('train')}: "
+                                        "the floor then compares cells with themselves; give "
+                                        "held-out real cells"), stacklevel=3)
+        return
+    sketch = (generated.uns.get("scdiff") or {}).get("training_cells") if "scdiff" in generated.uns \
+        else None
+    share = sketch_overlap(sketch, real.obs_names, expressed_genes(real.X)) if sketch else None
+    if share is not None and share > 0.5:
+        warnings.warn(ScdiffWarning(f"about {share:.0%} of the real cells are cells the model was "
+                                    "trained on: against its own training cells a model scores like "
+                                    "a second real sample, or better; evaluate against held-out "
+                                    f"cells, and give the training cells as {arg('train')} for the "
+                                    "floor"), stacklevel=3)
+
+
+def _check_options(n_pcs: int, max_cells: int, k_markers: int, seed: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise InputError(f"{arg('seed', seed)} needs to be a whole number >= 0.")
     if int(n_pcs) < 2:
         raise InputError(f"n_pcs must be at least 2, got {n_pcs}")
     if int(max_cells) < 2 * MIN_CELLS:

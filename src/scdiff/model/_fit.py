@@ -16,11 +16,20 @@ import torch
 from scdiff._errors import InputError, RunError, TrainingInterrupted, arg
 from scdiff._interrupt import graceful_stop
 from scdiff._progress import progress_bar
+from scdiff._threads import check_threads
 from scdiff.diffusion._schedule import check_loss_weighting
 from scdiff.model import _run
 from scdiff.model._monitor import SampleMonitor
 from scdiff.model._setup import ModelParts
-from scdiff.train import CellTensors, TrainConfig, Trainer, TrainResult, resolve_device, scaled_lr
+from scdiff.train import (
+    CellTensors,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    resolve_device,
+    resolve_precision,
+    scaled_lr,
+)
 from scdiff.train._distributed import distributed, is_main_process
 
 
@@ -28,6 +37,40 @@ def auto_steps(n_cells: int, batch_size: int) -> int:
     """Default training length: ~2 minutes on a 2-core CPU for small data, more epochs on larger."""
     epochs_equiv = 600 * n_cells / batch_size
     return int(np.clip(epochs_equiv, 2000, 20000))
+
+
+def check_options(*, epochs=None, steps=None, batch_size=256, lr=None, device="auto",
+                  precision="auto", seed=0, p_uncond=0.1, loss_weighting="snr_cap", snr_gamma=5.0,
+                  checkpoint_every=500, monitor=None, monitor_every=250, patience=None,
+                  threads="auto", **_) -> None:
+    """Refuse a bad training option before any data is read or any folder made."""
+    for name, value, low in (("epochs", epochs, 1), ("steps", steps, 1), ("patience", patience, 1)):
+        if value is not None:
+            _whole(value, name, low)
+    for name, value, low in (("batch_size", batch_size, 1), ("seed", seed, 0),
+                             ("monitor_every", monitor_every, 1), ("checkpoint_every", checkpoint_every, 0)):
+        _whole(value, name, low)
+    if lr is not None and not (_real(lr) and lr > 0):
+        raise InputError(f"{arg('lr', lr)} needs to be a positive number (or left out for the default).")
+    if not (_real(p_uncond) and 0 <= p_uncond < 1):
+        raise InputError(f"{arg('p_uncond', p_uncond)} needs to be in [0, 1).")
+    check_loss_weighting(loss_weighting, snr_gamma)
+    resolve_precision(precision, resolve_device(device))
+    if monitor is not None and not isinstance(monitor, ad.AnnData) and not (
+            _real(monitor) and 0 < monitor < 0.5):
+        raise InputError(f"{arg('monitor', monitor)} needs to be a fraction between 0 and 0.5 "
+                         "(of the training cells to hold out) or an AnnData.")
+    check_threads(threads)
+
+
+def _real(value) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool) \
+        and bool(np.isfinite(value))
+
+
+def _whole(value, name: str, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise InputError(f"{arg(name, value)} needs to be a whole number >= {low}.")
 
 
 def train_config(n_cells: int, *, epochs: int | None, steps: int | None, batch_size: int,
@@ -86,10 +129,7 @@ def monitor_split(parts: ModelParts, data, monitor, patience: int | None, seed: 
     if isinstance(monitor, ad.AnnData):
         x = parts.preprocessor.transform(parts.preprocessor.log_expression(monitor))
         codes, doses = parts.encoder.encode(monitor.obs, where="the monitor cells")
-    else:
-        if not 0 < float(monitor) < 0.5:
-            raise InputError(f"{arg('monitor', monitor)} needs to be a fraction between 0 and 0.5 "
-                             "(of the training cells to hold out) or an AnnData.")
+    else:  # a fraction, checked by check_options
         n = len(data)
         held = np.random.default_rng(seed).permutation(n)[: max(20, int(n * float(monitor)))]
         keep = np.setdiff1d(np.arange(n), held)
@@ -129,7 +169,7 @@ def fit(parts: ModelParts, network: torch.nn.Module, data, cfg: TrainConfig, *, 
             rate = (step - first) / max(time.perf_counter() - start, 1e-9)
             shown = f"{row['loss']:.4f}" + (f" mmd {row['mmd']:.3f}/{row['mmd_floor']:.3f}"
                                              if "mmd" in row else "")
-            bar.update(step, loss=shown, rate=f"{rate:.1f} steps/s")
+            bar.update(step, loss=shown, rate=f"{rate:.1f} steps/s ({rate * cfg.batch_size:,.0f} cells/s)")
 
         def on_checkpoint(step: int, tensors: dict[str, torch.Tensor], log: list[dict]) -> None:
             meta = {"step": step, "train": cfg.to_config(), "fingerprint": parts.fingerprint(),

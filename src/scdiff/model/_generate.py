@@ -3,14 +3,16 @@
 A request is one of three: ``n_cells`` with some conditions fixed (the rest in training
 proportions), ``like`` (as many cells of each condition as a reference holds) or
 ``from_`` (real cells translated to other conditions). The network's output goes back
-through the preprocessing, becomes exact zeros where real data hold zeros, and becomes
-counts where counts are asked for.
+through the preprocessing, becomes exact zeros where real data hold zeros, and gets
+integer counts beside it where the model knows library sizes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import anndata as ad
 import numpy as np
@@ -20,6 +22,7 @@ from torch import nn
 
 from scdiff._errors import InputError, arg
 from scdiff._progress import progress_bar
+from scdiff._threads import check_threads
 from scdiff.data._library import counts_from_log, draw_library_sizes, round_below_one_read
 from scdiff.diffusion import Guidance, sample_loop
 from scdiff.model._setup import ModelParts
@@ -31,6 +34,7 @@ MAX_SAMPLE_CELLS = 50_000_000
 #: How generated values become exact zeros (see ConditionalDiffusion.sample).
 ZEROS = ("auto", "cell", "gene", "none")
 SAMPLERS = ("ddim", "ddpm")
+CLIPS = ("auto", True, False)
 
 
 def compose_hint() -> str:
@@ -38,6 +42,62 @@ def compose_hint() -> str:
     return (" One guidance weight drives them all in one pass; a weight per attribute composes them "
             "and scored higher on a held-out combination (e.g. "
             f"{arg('guidance', {'cell_type': 1, 'drug': 1.5})}; docs/perturbation.md).")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How cells are generated: every option of a ``sample`` call but the request."""
+
+    guidance: float | Mapping[str, float] = 1.0
+    steps: int | None = None
+    sampler: str = "ddim"
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 8192
+    progress: bool = False
+    counts: bool = False
+    zeros: str = "auto"
+    clip: bool | str = "auto"
+    threads: int | str = "auto"
+
+    def resolve(self, parts: ModelParts) -> Sampling:
+        """These options checked against the model, with ``auto`` and defaults filled in;
+        every refusal happens here, before any work."""
+        if self.sampler not in SAMPLERS:
+            raise InputError(f"{arg('sampler', self.sampler)} needs to be 'ddim' or 'ddpm'.")
+        if self.zeros not in ZEROS:
+            raise InputError(f"{arg('zeros', self.zeros)} needs to be one of {', '.join(ZEROS)}.")
+        if self.zeros == "cell" and not parts.library:
+            raise InputError(f"{arg('zeros', 'cell')} needs the training cells' library sizes, which "
+                             "this model lacks (trained on log data without n_counts); use "
+                             f"{arg('zeros', 'gene')}.")
+        if self.counts and not parts.library:
+            raise InputError("counts were asked for, but the model was trained on log-normalised data "
+                             "without library sizes; train on raw counts (or with an obs column "
+                             f"n_counts/total_counts), or sample without {arg('counts', True)}.")
+        if self.clip not in CLIPS:
+            raise InputError(f"{arg('clip', self.clip)} needs to be True, False or 'auto'.")
+        _check_whole(self.seed, "seed", low=0)
+        _check_whole(self.batch_size, "batch_size", low=1)
+        check_threads(self.threads)
+        guide = Guidance(parts.encoder.attributes, self.guidance, pairs=parts.dose_pairs())
+        zeros = self.zeros if self.zeros != "auto" else ("cell" if parts.library else "gene")
+        steps = self.steps if self.steps is not None else (
+            50 if self.sampler == "ddim" else parts.schedule.num_timesteps)
+        parts.schedule.timesteps(steps)  # checks the range
+        clip = (not guide.plain) if self.clip == "auto" else self.clip
+        return Sampling(**{**asdict(self), "zeros": zeros, "steps": int(steps), "clip": clip})
+
+    def provenance(self) -> dict:
+        g = self.guidance
+        return {"sampler": self.sampler, "steps": int(self.steps), "seed": int(self.seed),
+                "guidance": dict(g) if isinstance(g, Mapping) else float(g), "clip": bool(self.clip)}
+
+
+def _check_whole(value, name: str, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise InputError(f"{arg(name, value)} needs to be a whole number >= {low}.")
 
 
 @dataclass
@@ -50,9 +110,20 @@ class Request:
     t_start: int | None = None
 
 
+def _check_mapping(value, name: str, example: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InputError(f"{arg(name)} needs to map each attribute to its value, e.g. "
+                         f"{arg(name, {'cell_type': example})}; got {value!r}.")
+    return dict(value)
+
+
 def make_request(parts: ModelParts, *, n_cells, condition, dose, like, from_, strength: float,
                  rng: np.random.Generator) -> Request:
     """The :class:`Request` of a ``sample`` call (consumes ``rng`` as sampling always has)."""
+    condition = _check_mapping(condition, "condition", "B")
+    dose = _check_mapping(dose, "dose", "1.0")
     if from_ is not None:
         if like is not None or n_cells is not None:
             raise InputError(f"give either {arg('from_')} (cells to translate) or {arg('like')}/"
@@ -76,99 +147,100 @@ def make_request(parts: ModelParts, *, n_cells, condition, dose, like, from_, st
 
 
 def check_n_cells(n_cells) -> None:
-    if not isinstance(n_cells, (int, np.integer)) or not 0 < n_cells <= MAX_SAMPLE_CELLS:
+    if isinstance(n_cells, bool) or not isinstance(n_cells, int | np.integer) \
+            or not 0 < n_cells <= MAX_SAMPLE_CELLS:
         raise InputError(f"{arg('n_cells', n_cells)} needs to be a whole number "
                          f"between 1 and {MAX_SAMPLE_CELLS:,}.")
 
 
-def check_sampling(parts: ModelParts, *, sampler: str, zeros: str, steps: int | None) -> tuple[str, int]:
-    """The zero rule and step count a call resolves to, or one clear error."""
-    if sampler not in SAMPLERS:
-        raise InputError(f"{arg('sampler', sampler)} needs to be 'ddim' or 'ddpm'.")
-    if zeros not in ZEROS:
-        raise InputError(f"{arg('zeros', zeros)} needs to be one of {', '.join(ZEROS)}.")
-    if zeros == "cell" and not parts.library:
-        raise InputError(f"{arg('zeros', 'cell')} needs the training cells' library sizes, which this "
-                         f"model lacks (trained on log data without n_counts); use {arg('zeros', 'gene')}.")
-    if zeros == "auto":
-        zeros = "cell" if parts.library else "gene"
-    if steps is None:
-        steps = 50 if sampler == "ddim" else parts.schedule.num_timesteps
-    return zeros, steps
-
-
-def generate(parts: ModelParts, net: nn.Module, codes: np.ndarray, doses: np.ndarray, *, guidance,
-             steps: int, eta: float, seed: int, device: str, precision: str, batch_size: int,
-             progress: bool, x_start: np.ndarray | None = None, t_start: int | None = None) -> np.ndarray:
+def generate(parts: ModelParts, net: nn.Module, codes: np.ndarray, doses: np.ndarray, how: Sampling,
+             *, x_start: np.ndarray | None = None, t_start: int | None = None) -> np.ndarray:
     """Standardised expression of one generated cell per row of ``codes``/``doses``.
 
     ``net`` carries the weights to sample with (the EMA's); cells go through the reverse
-    diffusion ``batch_size`` at a time, all guidance passes of a step in one batch.
+    diffusion ``how.batch_size`` at a time, all guidance passes of a step in one batch.
+    With ``how.clip``, every step's predicted clean cell is kept within the range each
+    gene took in training.
     """
-    dev = resolve_device(device)
-    autocast = resolve_precision(precision, dev)
+    dev = resolve_device(how.device)
+    autocast = resolve_precision(how.precision, dev)
     net = net.to(dev)
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    guide = Guidance(parts.encoder.attributes, guidance, pairs=parts.dose_pairs())
+    gen = torch.Generator(device=dev).manual_seed(how.seed)
+    guide = Guidance(parts.encoder.attributes, how.guidance, pairs=parts.dose_pairs())
+    bounds = tuple(torch.from_numpy(b).to(dev) for b in parts.preprocessor.bounds()) if how.clip else None
     n = codes.shape[0]
     out = np.empty((n, len(parts.genes)), dtype=np.float32)
-    chunks = range(0, n, batch_size)
-    total = len(chunks) * len(parts.schedule.timesteps(steps))
-    with progress_bar("sampling", total, enabled=progress) as bar:
+    chunks = range(0, n, how.batch_size)
+    total = len(chunks) * len(parts.schedule.timesteps(how.steps))
+    with progress_bar("sampling", total, enabled=how.progress) as bar:
         for start in chunks:
-            sl = slice(start, start + batch_size)
+            sl = slice(start, start + how.batch_size)
             x = sample_loop(
                 net, parts.schedule, torch.from_numpy(codes[sl]).to(dev), torch.from_numpy(doses[sl]).to(dev),
-                guidance=guide, steps=steps, eta=eta, generator=gen, autocast_dtype=autocast,
-                on_step=bar.advance, t_start=t_start,
+                guidance=guide, steps=how.steps, eta=1.0 if how.sampler == "ddpm" else 0.0, generator=gen,
+                autocast_dtype=autocast, on_step=bar.advance, t_start=t_start, x0_bounds=bounds,
                 x_start=None if x_start is None else torch.from_numpy(x_start[sl]).to(dev),
             )
             out[sl] = x.float().cpu().numpy()
     return out
 
 
-def to_anndata(parts: ModelParts, z: np.ndarray, frame: pd.DataFrame, *, zeros: str, counts: bool,
-               rng: np.random.Generator, uns: dict) -> ad.AnnData:
-    """Generated standardised values -> log-normalised AnnData (or counts), typed obs, provenance."""
-    X = parts.preprocessor.inverse(z, zeros=zeros != "none")
-    if counts or zeros == "cell":  # one drawn library size per cell serves both
-        lib = draw_library_sizes(parts.library, frame, parts.encoder.keys, rng)
-    if zeros == "cell":
+#: What the layers of a generated AnnData hold.
+LAYERS = {
+    "counts": "integer counts: Poisson around the generated expression at a library size drawn "
+              "per cell from the training cells of its condition",
+    "log1p": "log1p of counts per 10k (the generated expression), when X holds the counts",
+}
+
+
+def to_anndata(parts: ModelParts, z: np.ndarray, frame: pd.DataFrame, how: Sampling, *,
+               rng: np.random.Generator, uns: dict, names: str) -> ad.AnnData:
+    """Generated standardised values -> AnnData: ``X`` log-normalised (counts with
+    ``how.counts``), integer counts in ``layers["counts"]`` where the model knows library
+    sizes, typed obs named ``{names}-{i}``, provenance in ``uns["scdiff"]``."""
+    X = parts.preprocessor.inverse(z, zeros=how.zeros != "none")
+    lib = draw_library_sizes(parts.library, frame, parts.encoder.keys, rng) if parts.library else None
+    if how.zeros == "cell":
         X = round_below_one_read(X, lib, rng, target_sum=parts.preprocessor.target_sum, copy=False)
     obs = parts.encoder.to_obs(frame)
-    obs.index = pd.Index([f"gen-{i}" for i in range(len(obs))])
+    obs.index = pd.Index([f"{names}-{i}" for i in range(len(obs))])
     out = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(parts.genes)))
-    if counts:
-        out.layers["log1p"] = X
-        out.X = counts_from_log(X, lib, rng)
-    out.uns["scdiff"] = {**uns, "space": "counts" if counts else "log1p_cp10k", "zeros": zeros}
+    if lib is not None:
+        counts = counts_from_log(X, lib, rng)
+        if how.counts:
+            out.layers["log1p"], out.X = X, counts
+        else:
+            out.layers["counts"] = counts
+    out.uns["scdiff"] = {**uns, "space": "counts" if how.counts else "log1p_cp10k", "zeros": how.zeros,
+                         "input_scale": parts.preprocessor.input_scale,
+                         "layers": {k: LAYERS[k] for k in out.layers}}
     return out
 
 
-def sample(parts: ModelParts, net: nn.Module, *, provenance: dict, n_cells=None, condition=None,
-           dose=None, like=None, from_=None, strength: float = 0.6, guidance=1.0, steps=None,
-           sampler: str = "ddim", seed: int = 0, device: str = "auto", precision: str = "fp32",
-           batch_size: int = 8192, progress: bool = False, counts: bool = False,
-           zeros: str = "auto") -> ad.AnnData:
-    """:meth:`ConditionalDiffusion.sample` on the model's parts and its sampling network.
+def names_prefix(run_id: str, how: Sampling, frame: pd.DataFrame) -> str:
+    """``gen-<8 hex>``: a digest of the run, the options and the request, so samples that
+    differ in any of them get different cell names, and the same call the same ones."""
+    blob = json.dumps([run_id, how.provenance(), how.zeros, how.counts], sort_keys=True, default=str)
+    rows = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes()
+    return "gen-" + hashlib.sha1(blob.encode() + rows).hexdigest()[:8]
 
-    ``provenance`` (the run and training seed) goes into ``uns["scdiff"]``.
-    """
-    zeros, steps = check_sampling(parts, sampler=sampler, zeros=zeros, steps=steps)
-    rng = np.random.default_rng(seed)
+
+def sample(parts: ModelParts, net: nn.Module, how: Sampling, *, provenance: dict, run_id: str,
+           n_cells=None, condition=None, dose=None, like=None, from_=None,
+           strength: float = 0.6) -> ad.AnnData:
+    """:meth:`ConditionalDiffusion.sample` on the model's parts and its sampling network
+    (``how`` resolved by :meth:`Sampling.resolve`); ``provenance`` goes into ``uns``."""
+    rng = np.random.default_rng(how.seed)
     req = make_request(parts, n_cells=n_cells, condition=condition, dose=dose, like=like,
                        from_=from_, strength=strength, rng=rng)
     if len(req.frame) == 0:
         raise InputError("the reference holds no cells; nothing to generate.")
     codes, doses = parts.encoder.encode(req.frame, where=req.where)
-    parts.encoder.warn_unseen_combinations(req.frame, hint="" if isinstance(guidance, Mapping)
+    parts.encoder.warn_unseen_combinations(req.frame, hint="" if isinstance(how.guidance, Mapping)
                                            else compose_hint())
-    z = generate(parts, net, codes, doses, guidance=guidance, steps=steps,
-                 eta=1.0 if sampler == "ddpm" else 0.0, seed=seed, device=device, precision=precision,
-                 batch_size=batch_size, progress=progress, x_start=req.x_start, t_start=req.t_start)
-    uns = {**provenance, "sampler": sampler, "steps": int(steps), "seed": int(seed),
-           "guidance": dict(guidance) if isinstance(guidance, Mapping) else float(guidance)}
-    out = to_anndata(parts, z, req.frame, zeros=zeros, counts=counts, rng=rng, uns=uns)
+    z = generate(parts, net, codes, doses, how, x_start=req.x_start, t_start=req.t_start)
+    out = to_anndata(parts, z, req.frame, how, rng=rng, uns={**provenance, **how.provenance()},
+                     names=names_prefix(run_id, how, req.frame))
     if from_ is not None:
         out.obs["translated_from"] = from_.obs_names.astype(str).to_numpy()
         out.uns["scdiff"]["strength"] = float(strength)

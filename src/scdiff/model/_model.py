@@ -5,6 +5,7 @@ its own: set-up (:mod:`._setup`), training (:mod:`._fit`), generation (:mod:`._g
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pandas as pd
 import torch
 
 from scdiff._errors import RunError
+from scdiff._threads import apply_threads
 from scdiff.model import _fit, _generate, _run, _stream
 from scdiff.model._setup import ModelParts, setup
 from scdiff.train import TrainConfig, copy_with_state, resolve_device
@@ -51,6 +53,9 @@ class ConditionalDiffusion:
         never measured. ``"auto"`` (the default) turns it on when the model has two or
         more attributes (condition keys and doses together); with one there is nothing
         to combine. docs/perturbation.md has the measurements behind these defaults.
+    clip_negative
+        Set negative expression values to 0 (the small negatives smoothing or imputation
+        leaves); without it they are refused, with advice.
 
     Examples
     --------
@@ -78,10 +83,11 @@ class ConditionalDiffusion:
         dose_encoder: str = "sigmoid",
         dose_by: str | Mapping[str, str] | None = "auto",
         additive: bool | str = "auto",
+        clip_negative: bool = False,
     ) -> None:
         parts, data = setup(
             adata, condition, dose, layer=layer, n_genes=n_genes, dose_encoder=dose_encoder,
-            dose_by=dose_by, additive=additive,
+            dose_by=dose_by, additive=additive, clip_negative=clip_negative,
             network={"width": width, "depth": depth, "dropout": dropout},
             schedule={"num_timesteps": num_timesteps, "schedule": schedule, "prediction": prediction},
         )
@@ -96,17 +102,13 @@ class ConditionalDiffusion:
         self.train_config: TrainConfig | None = None
         self.log: list[dict] = []
         self.seed: int | None = None
+        self.run_id = ""
         self._data = data
         self._run_path = run_path
-        if run is not None:
-            try:
-                self.network.load_state_dict(run.model_state)
-                copy_with_state(self.network, run.ema_state)
-            except RuntimeError as err:
-                raise RunError(f"the weights in {run_path} do not fit its config.json; the run is "
-                               "damaged.") from err
+        if run is not None:  # its weights were checked against the config when read
+            self.network.load_state_dict(run.model_state)
             self.ema_state, self.train_config = run.ema_state, run.train_config
-            self.log, self.seed = run.log, run.seed
+            self.log, self.seed, self.run_id = run.log, run.seed, run.run_id
 
     # -- description --------------------------------------------------------------------------
     @property
@@ -181,6 +183,7 @@ class ConditionalDiffusion:
         monitor: float | ad.AnnData | None = None,
         monitor_every: int = 250,
         patience: int | None = None,
+        threads: int | str = "auto",
     ) -> ConditionalDiffusion:
         """Fit the network to the training data given at construction.
 
@@ -205,10 +208,20 @@ class ConditionalDiffusion:
         the weight of the low-noise steps at its value at SNR ``snr_gamma``; ``"min_snr"``
         (Min-SNR-gamma) also weights the high-noise steps down; ``"none"``: the plain MSE
         of the target. docs/fidelity.md compares them.
+
+        ``threads`` is how many CPU threads torch uses: ``"auto"`` (default), the CPUs this
+        process may use less those other processes keep busy (a busy core slows every
+        thread of torch down many times); it is set again at every call.
         """
         if self._data is None:
             raise RunError("this model was loaded from a run and holds no training data; "
                            "create a new ConditionalDiffusion(adata, ...) to train.")
+        _fit.check_options(epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, device=device,
+                           precision=precision, seed=seed, p_uncond=p_uncond,
+                           loss_weighting=loss_weighting, snr_gamma=snr_gamma,
+                           checkpoint_every=checkpoint_every, monitor=monitor,
+                           monitor_every=monitor_every, patience=patience, threads=threads)
+        apply_threads(threads)
         resume_from = _fit.read_resume(checkpoint_dir, self.parts) if resume else None
         cfg = resume_from.config if resume_from else _fit.train_config(
             len(self._data), epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
@@ -224,6 +237,7 @@ class ConditionalDiffusion:
         self.network = result.model.to("cpu")
         self.ema_state = {k: v.to("cpu") for k, v in result.ema_state.items()}
         self.train_config, self.log, self.seed = cfg, result.log, int(cfg.seed)
+        self.run_id = uuid.uuid4().hex[:12]
         return self
 
     # -- sampling -----------------------------------------------------------------------------
@@ -246,6 +260,8 @@ class ConditionalDiffusion:
         progress: bool = False,
         counts: bool = False,
         zeros: str = "auto",
+        clip: bool | str = "auto",
+        threads: int | str = "auto",
     ) -> ad.AnnData:
         """Generate cells as an AnnData in the training gene space (log-normalised).
 
@@ -262,9 +278,20 @@ class ConditionalDiffusion:
         denoised under its own conditions with ``condition``/``dose`` overriding them;
         low strength keeps more of the cell's identity, 1 forgets it.
 
-        With ``counts``, ``X`` holds integer counts (Poisson around the generated
-        expression at library sizes drawn from the training cells of the same
-        condition) and ``layers["log1p"]`` the log-normalised values.
+        The output: ``X`` holds log1p of counts per 10k in the modelled genes; where the
+        model knows library sizes (trained on counts, or with an ``n_counts`` column),
+        ``layers["counts"]`` holds integer counts (Poisson around the generated expression
+        at library sizes drawn from the training cells of the same condition). With
+        ``counts``, ``X`` holds those counts and ``layers["log1p"]`` the log-normalised
+        values. ``uns["scdiff"]`` says which (``space``, ``layers``) and how the cells
+        were made. Condition columns come back with their training dtype and categories;
+        cell names are ``gen-<digest>-<i>``, the digest differing between runs, options
+        and requests, so samples concatenate without clashes.
+
+        ``guidance`` above 1 extrapolates past the conditional model; ``clip`` keeps every
+        step's predicted clean cell within each gene's training range, so that no weight
+        can produce values real cells cannot have. ``"auto"`` (default) clips whenever
+        the guidance is not the plain conditional model (docs/fidelity.md measures it).
 
         ``zeros`` says how small generated values become exact zeros (real expression is
         mostly zeros; the diffusion smears them into small positive values):
@@ -278,16 +305,23 @@ class ConditionalDiffusion:
         """
         if not self.is_trained:
             raise RunError("the model is not trained yet; call model.train() first.")
+        how = _generate.Sampling(guidance=guidance, steps=steps, sampler=sampler, seed=seed,
+                                 device=device, precision=precision, batch_size=batch_size,
+                                 progress=progress, counts=counts, zeros=zeros, clip=clip,
+                                 threads=threads).resolve(self.parts)
+        n_threads = apply_threads(threads)
         return _generate.sample(
-            self.parts, copy_with_state(self.network, self.ema_state), provenance=self._provenance(),
-            n_cells=n_cells, condition=condition, dose=dose, like=like, from_=from_,
-            strength=strength, guidance=guidance, steps=steps, sampler=sampler, seed=seed,
-            device=device, precision=precision, batch_size=batch_size, progress=progress,
-            counts=counts, zeros=zeros)
+            self.parts, copy_with_state(self.network, self.ema_state), how, run_id=self.run_id,
+            provenance={**self._provenance(), "threads": n_threads}, n_cells=n_cells,
+            condition=condition, dose=dose, like=like, from_=from_, strength=strength)
 
     def _provenance(self) -> dict:
-        return {"run": self._run_path or "", "version": _run.package_versions()["scdiff"],
-                "train_seed": self.seed if self.seed is not None else -1}
+        out = {"run": self._run_path or "", "run_id": self.run_id,
+               "version": _run.package_versions()["scdiff"],
+               "train_seed": self.seed if self.seed is not None else -1}
+        if self.parts.training_cells:
+            out["training_cells"] = self.parts.training_cells
+        return out
 
     def sample_to_h5ad(
         self,
@@ -349,7 +383,7 @@ class ConditionalDiffusion:
         if not self.is_trained:
             raise RunError("the model is not trained yet; call model.train() before save().")
         run = _run.Run(self.parts, self.network.state_dict(), self.ema_state, self.train_config,
-                       self.seed, self.log)
+                       self.seed, self.log, self.run_id)
         path = _run.save(path, run, overwrite=overwrite)
         self._run_path = str(path)
         return path

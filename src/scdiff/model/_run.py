@@ -57,6 +57,7 @@ class Run:
     train_config: TrainConfig | None
     seed: int | None
     log: list[dict] = field(default_factory=list)
+    run_id: str = ""  # names this training; generated cells carry it in their names
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -136,6 +137,17 @@ def check_training_dir(path: str | os.PathLike, *, overwrite: bool, resume: bool
     return path
 
 
+def start_training(path: str | os.PathLike, *, overwrite: bool) -> Path:
+    """Make ``path`` ready for a new training run. With ``overwrite``, a run already there is
+    removed first (its config first), so an interrupted replacement leaves only the new
+    checkpoint, never the old model beside it."""
+    path = prepare_dir(path, overwrite=overwrite)
+    if overwrite:
+        for name in (CONFIG, *WEIGHTS.values(), LOG, PLOT, CHECKPOINT):
+            (path / name).unlink(missing_ok=True)
+    return path
+
+
 # -- writing and reading a run ----------------------------------------------------------------
 def write_run(path: Path, config: dict, weights: dict[str, dict[str, torch.Tensor]]) -> None:
     """Weights first, then the config with their hashes: a config always names complete files."""
@@ -147,7 +159,7 @@ def write_run(path: Path, config: dict, weights: dict[str, dict[str, torch.Tenso
 def save(path: str | os.PathLike, run: Run, *, overwrite: bool) -> Path:
     """Write ``run`` to ``path``: weights, config, log and loss plot; the checkpoint goes."""
     path = prepare_dir(path, overwrite=overwrite)
-    config = {**run.parts.to_config(),
+    config = {**run.parts.to_config(), "run_id": run.run_id,
               "train": run.train_config.to_config() if run.train_config else None, "seed": run.seed}
     write_run(path, config, {"model": run.model_state, "ema": run.ema_state})
     if run.log:
@@ -178,9 +190,39 @@ def load(path: str | os.PathLike) -> Run:
     except (KeyError, TypeError) as err:
         raise RunError(f"{path}/config.json is missing or has unexpected entries ({err}); "
                        "the run is damaged or from another version: train again.") from err
+    model_state, ema_state = read_weights(path, config, "model"), read_weights(path, config, "ema")
+    _check_consistent(path, parts, model_state, ema_state)
     log_path = Path(path) / LOG
-    return Run(parts, read_weights(path, config, "model"), read_weights(path, config, "ema"), train,
-               config.get("seed"), read_log(log_path) if log_path.exists() else [])
+    # a run saved before run ids: its EMA weights' hash names it as well
+    run_id = config.get("run_id") or str(config.get("files", {}).get(WEIGHTS["ema"], ""))[:12]
+    return Run(parts, model_state, ema_state, train, config.get("seed"),
+               read_log(log_path) if log_path.exists() else [], run_id)
+
+
+def _check_consistent(path, parts: ModelParts, *weights: dict[str, torch.Tensor]) -> None:
+    """The config's parts agree with each other and with the weights, checked before the
+    network is built (an edited width must not allocate gigabytes first)."""
+    pre, enc, net = parts.preprocessor, parts.encoder, parts.network_config
+    per_gene = {"genes": len(pre.genes), "mean": len(pre.mean), "std": len(pre.std),
+                "network n_genes": net.get("n_genes")}
+    per_gene.update({k: len(getattr(pre, k)) for k in ("min_nonzero", "max") if getattr(pre, k)})
+    problems = [f"{k} has {v}" for k, v in per_gene.items() if v != len(pre.genes)]
+    if problems:
+        problems.insert(0, f"{len(pre.genes)} genes listed")
+    if list(net.get("n_categories", [])) != enc.n_categories or net.get("n_doses") != len(enc.dose_keys):
+        problems.append("the conditions and the network's inputs differ")
+    if not problems:
+        try:
+            with torch.device("meta"):  # shapes only, no memory
+                shapes = {k: tuple(v.shape) for k, v in parts.build_network().state_dict().items()}
+        except (TypeError, ValueError, RuntimeError) as err:
+            problems.append(f"the network settings cannot be built ({err})")
+        else:
+            if any(shapes != {k: tuple(v.shape) for k, v in w.items()} for w in weights):
+                problems.append("the weights' shapes are not the network's")
+    if problems:
+        raise RunError(f"{path}/{CONFIG} does not fit its weights ({'; '.join(problems)}): it was "
+                       "edited or damaged; use the original run folder.")
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -199,6 +241,9 @@ def read_config(path: str | os.PathLike) -> dict:
         config = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RunError(f"{cfg_path} is not valid JSON ({err}); the run is damaged: train again.") from err
+    if not isinstance(config, dict):
+        raise RunError(f"{cfg_path} holds a {type(config).__name__}, not the settings of a run; "
+                       "the run is damaged: train again.")
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise RunError(

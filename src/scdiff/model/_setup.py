@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 
 from scdiff._errors import InputError, arg
-from scdiff.data import ConditionEncoder, Preprocessor, check_anndata, expression
+from scdiff.data import ConditionEncoder, Preprocessor, cell_sketch, check_anndata, expression
+from scdiff.data._cells import expressed_genes
 from scdiff.data._library import fit_library_sizes
 from scdiff.diffusion import NoiseSchedule
 from scdiff.nn import DOSE_ENCODERS, ConditionalMLP
@@ -41,6 +42,9 @@ class ModelParts:
         The keyword arguments of :class:`~scdiff.nn.ConditionalMLP`.
     library
         Quantiles of the training cells' library sizes, per condition (empty when unknown).
+    training_cells
+        A sketch of the training cells' names (:func:`scdiff.data.cell_sketch`), so that
+        an evaluation against them can be recognised (empty for older runs).
     """
 
     preprocessor: Preprocessor
@@ -48,6 +52,7 @@ class ModelParts:
     schedule: NoiseSchedule
     network_config: dict
     library: dict[str, list[float]] = field(default_factory=dict)
+    training_cells: dict = field(default_factory=dict)
 
     @property
     def genes(self) -> list[str]:
@@ -70,6 +75,7 @@ class ModelParts:
             "preprocess": self.preprocessor.to_config(),
             "conditions": self.encoder.to_config(),
             "library_sizes": self.library,
+            "training_cells": self.training_cells,
         }
 
     @classmethod
@@ -81,6 +87,7 @@ class ModelParts:
             schedule=NoiseSchedule.from_config(config["schedule"]),
             network_config=dict(config["network"]),
             library=config.get("library_sizes") or {},
+            training_cells=config.get("training_cells") or {},
         )
 
     def fingerprint(self) -> str:
@@ -103,6 +110,7 @@ def setup(
     dose_encoder: str,
     dose_by: str | Mapping[str, str] | None,
     additive: bool | str,
+    clip_negative: bool = False,
 ):
     """(:class:`ModelParts`, training cells) of a new model of ``adata``.
 
@@ -118,9 +126,11 @@ def setup(
     if adata.isbacked:  # opened with backed="r": expression is read in row chunks
         from scdiff.data._backed import fit_backed
 
-        preprocessor, row_sums = fit_backed(adata, layer=layer, n_genes=n_genes)
+        preprocessor, row_sums = fit_backed(adata, layer=layer, n_genes=n_genes,
+                                            clip_negative=clip_negative)
     else:
-        preprocessor, z = Preprocessor.fit_transform(adata, layer=layer, n_genes=n_genes)
+        preprocessor, z = Preprocessor.fit_transform(adata, layer=layer, n_genes=n_genes,
+                                                     clip_negative=clip_negative)
     encoder = ConditionEncoder.fit(adata.obs, condition, dose)
     library = fit_library_sizes(row_sums if adata.isbacked else expression(adata, layer), adata.obs,
                                 input_scale=preprocessor.input_scale, keys=encoder.keys)
@@ -132,7 +142,11 @@ def setup(
         "dose_pairs": dose_pairs(adata.obs, encoder.keys, encoder.dose_keys, dose_by),
         "additive": check_additive(additive, len(encoder.keys) + len(encoder.dose_keys)),
     }
-    parts = ModelParts(preprocessor, encoder, NoiseSchedule(**schedule), network_config, library)
+    # the training cells' sketch (in memory only: for backed data it would cost another pass)
+    sketch = {} if adata.isbacked else cell_sketch(adata.obs_names, expressed_genes(
+        expression(adata, layer)[:, adata.var_names.get_indexer(preprocessor.genes)]))
+    parts = ModelParts(preprocessor, encoder, NoiseSchedule(**schedule), network_config, library,
+                       sketch)
     codes, doses = encoder.encode(adata.obs)
     if adata.isbacked:
         from scdiff.data._backed import BackedCells, RowReader

@@ -47,15 +47,17 @@ def sample_to_h5ad(sample: Callable[..., ad.AnnData], path: str | os.PathLike, n
     starts = range(0, int(total), chunk_size)
 
     def chunks():
+        prefix = None
         with progress_bar("sampling", len(starts), enabled=progress) as bar:
             for i, a in enumerate(starts):
                 b = min(a + chunk_size, total)
                 s = chunk_seed(seed, i)
                 part = (sample(like=frame.iloc[a:b], seed=s, **options) if frame is not None
                         else sample(b - a, seed=s, **options))
-                part.obs.index = pd.Index([f"gen-{j}" for j in range(a, b)])
-                if i == 0:
+                if i == 0:  # the file's cells are named as the first chunk's, numbered on
+                    prefix = str(part.obs_names[0]).rsplit("-", 1)[0]
                     part.uns["scdiff"]["chunk_size"] = int(chunk_size)
+                part.obs.index = pd.Index([f"{prefix}-{j}" for j in range(a, b)])
                 bar.advance()
                 yield part
 

@@ -99,7 +99,7 @@ def resolve_precision(precision: str, device: torch.device, *,
     True
     """
     if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise InputError(f"precision {precision!r} needs to be one of auto, fp32, bf16, fp16.")
+        raise InputError(f"{arg('precision', precision)} needs to be one of auto, fp32, bf16, fp16.")
     if precision == "fp32":
         return None
     if precision == "auto":
