@@ -2,20 +2,23 @@
 ``threads="auto"``, alone and beside a competing CPU job, in one run.
 
 Each row times ``--steps`` training steps of the demo's model (pbmc, default network) in
-a fresh process; the competing job is a second process keeping one core busy (a Python
-loop, as any other single-threaded job would). The "default" rows pass torch's own
-thread count (all CPUs), which is what scdiff did before ``threads`` existed.
+a fresh process. The competing job is a second process: ``python``, a loop keeping one
+core busy (any single-threaded job); ``torch``, matrix products on torch's default threads
+(another torch or numpy job, the case of two trainings on one node). The "default" rows
+pass torch's own thread count (all CPUs), which is what scdiff did before ``threads``
+existed.
 
 Run from the repository root (a few minutes on 2 cores; the default beside a busy core
 is the slow one)::
 
-    .venv/bin/python -m bench.threads --steps 40
+    .venv/bin/python -m bench.threads --steps 40 --rivals python,torch
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -39,27 +42,34 @@ print(json.dumps({"seconds": time.perf_counter() - start, "threads": torch.get_n
 
 
 def timed(threads: str, steps: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", TIMED, threads, str(steps)], cwd=ROOT,
+    env = {k: v for k, v in os.environ.items() if k != "SCDIFF_THREADS"}  # let "auto" decide
+    done = subprocess.run([sys.executable, "-c", TIMED, threads, str(steps)], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+RIVALS = {
+    "python": "while True: pass",
+    "torch": "import torch\nx = torch.randn(1024, 1024)\nwhile True: x @ x",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rivals", default="python,torch")
     args = parser.parse_args()
-    import os
-
     default = str(len(os.sched_getaffinity(0)))  # torch's default: one thread per CPU
     rows = []
-    for busy in (False, True):
-        rival = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    for rival_name in ["none", *args.rivals.split(",")]:
+        rival = (subprocess.Popen([sys.executable, "-c", RIVALS[rival_name]])
+                 if rival_name != "none" else None)
         try:
-            if busy:
-                time.sleep(1.0)  # let the load show
+            if rival is not None:
+                time.sleep(2.0)  # let the load show
             for name, threads in (("torch default", default), ("scdiff auto", "auto")):
                 result = timed(threads, args.steps)
-                rows.append({"competing job": "yes" if busy else "no", "threads setting": name,
+                rows.append({"competing job": rival_name, "threads setting": name,
                              "threads used": result["threads"], "seconds": result["seconds"]})
                 print(rows[-1], flush=True)
         finally:

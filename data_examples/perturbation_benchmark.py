@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +29,8 @@ from scdiff.perturb._groups import Design, group_moments
 from scdiff.perturb._metrics import top_de_genes
 
 HERE = Path(__file__).parent
+# every CPU, as the recorded figures were measured, whatever the machine's load (bench/__init__.py)
+os.environ.setdefault("SCDIFF_THREADS", str(len(os.sched_getaffinity(0))))
 
 
 def _like(real: ad.AnnData, per_group: int) -> pd.DataFrame:

@@ -36,7 +36,7 @@ def trained():
 
 
 # -- guidance ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, {"cell_type": -0.5}])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 1e6, {"cell_type": -0.5}])
 def test_guidance_needs_finite_weights_at_least_zero(trained, bad):
     with pytest.raises(scdiff.InputError, match="needs finite weights >= 0"):
         trained[0].sample(5, steps=2, guidance=bad)

@@ -80,6 +80,14 @@ def _clock(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def _every() -> float:
+    """Seconds between plain lines: ``SCDIFF_PROGRESS_EVERY`` when it is a number >= 0."""
+    try:
+        return max(0.0, float(os.environ.get("SCDIFF_PROGRESS_EVERY", PLAIN_EVERY)))
+    except ValueError:
+        return PLAIN_EVERY
+
+
 def _interactive() -> bool:
     console = Console(stderr=True)
     return console.is_terminal or console.is_jupyter
@@ -92,8 +100,7 @@ def progress_bar(description: str, total: int, *, enabled: bool, show_loss: bool
         yield _Bar(None, None)
         return
     if not _interactive():
-        bar = _Lines(description, total, float(os.environ.get("SCDIFF_PROGRESS_EVERY", PLAIN_EVERY)),
-                     sys.stderr)
+        bar = _Lines(description, total, _every(), sys.stderr)
         yield bar
         bar.write(time.monotonic())  # the last line: where it ended, and how long it took
         return

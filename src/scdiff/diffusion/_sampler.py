@@ -8,7 +8,6 @@ are stacked into one batch, so a step costs one forward pass of the stacked batc
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +15,9 @@ import torch
 
 from scdiff._errors import InputError, arg
 from scdiff.diffusion._schedule import NoiseSchedule
+
+#: The largest guidance weight taken: beyond it the combination of passes loses its digits.
+MAX_WEIGHT = 100.0
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,10 @@ class Guidance:
     def __post_init__(self) -> None:
         weights = self.weights.values() if isinstance(self.weights, Mapping) else [self.weights]
         for w in weights:
-            if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
-                raise InputError(f"{arg('guidance', self.weights)} needs finite weights >= 0 "
-                                 "(1 is the plain conditional model, 0 the unconditional one).")
+            if isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w <= MAX_WEIGHT:
+                raise InputError(f"{arg('guidance', self.weights)} needs finite weights >= 0, at most "
+                                 f"{MAX_WEIGHT:g} (1 is the plain conditional model, 0 the "
+                                 "unconditional one; docs/fidelity.md measures 1 to 10).")
 
     @property
     def plain(self) -> bool:
