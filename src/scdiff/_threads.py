@@ -126,6 +126,7 @@ class LoadMeter:
 
 
 _METER = LoadMeter()
+_LAST_NOTE: list = [None]  # what the last call decided, so a note is not repeated
 
 
 def check_threads(threads: int | str) -> int | str:
@@ -171,6 +172,8 @@ def apply_threads(threads: int | str = "auto") -> int:
     n, note = choose_threads(threads)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
-    if note:
+    said = (threads, n, note is not None)
+    if note and said != _LAST_NOTE[0]:  # once while the situation lasts, not at every chunk
         warnings.warn(ScdiffWarning(note), stacklevel=3)
+    _LAST_NOTE[0] = said
     return n
