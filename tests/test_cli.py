@@ -50,7 +50,7 @@ def test_train_loss_weighting_is_recorded_and_checked(files, tmp_path):
     res = invoke("train", files / "train.h5ad", "-c", "cell_type", "--out", tmp_path / "bad",
                  "--steps", 3, "--loss-weighting", "p2")
     assert res.exit_code == 1
-    assert "loss_weighting = 'p2' needs to be one of snr_cap, min_snr, none" in res.output
+    assert "--loss-weighting p2 needs to be one of snr_cap, min_snr, none" in res.output
     assert not (tmp_path / "bad").exists()
 
 
@@ -102,7 +102,7 @@ def test_like_reads_only_obs(files, tmp_path):
     (["--condition", "cell_type=B"], "valid values of 'cell_type' are: t0, t1, t2"),
     (["--condition", "cell_type"], "KEY=VALUE"),
     (["--n-cells", "0"], "--n-cells 0 needs to be a whole number"),
-    (["--sampler", "euler"], "--sampler euler needs to be 'ddim' or 'ddpm'"),
+    (["--sampler", "euler"], "--sampler euler needs to be one of ddim, ddpm, dpm++"),
     (["--zeros", "sparse"], "--zeros sparse needs to be one of auto, cell, gene, none"),
     (["--dose", "dose=-2"], "negative"),
 ])

@@ -113,8 +113,8 @@ def test_loss_weighting_is_recorded_and_changes_the_fit(tmp_path):
                                                    loss_weighting="none")
     assert plain.train_config.loss_weighting == "none"
     assert any(not torch.equal(default.ema_state[k], plain.ema_state[k]) for k in default.ema_state)
-    for bad, match in [({"loss_weighting": "p2"}, "loss_weighting = 'p2'"),
-                       ({"snr_gamma": 0.0}, "snr_gamma = 0.0")]:
+    for bad, match in [({"loss_weighting": "p2"}, "loss_weighting='p2'"),
+                       ({"snr_gamma": 0.0}, "snr_gamma=0.0")]:
         with pytest.raises(InputError, match=match):
             _tiny(a, condition="cell_type").train(steps=2, progress=False, **bad)
     # a run saved before loss weighting existed trained with the plain loss, and says so
@@ -298,3 +298,21 @@ def test_additive_path_is_on_with_two_attributes_and_survives_save_and_load(coun
     old = scdiff.ConditionalDiffusion.load(run)
     assert not old.network.additive
     assert old.sample(4, condition={"cell_type": "t0"}, dose={"dose": 1.0}, seed=0).n_obs == 4
+
+
+def test_flow_models_and_the_multistep_solver(counts_adata, tmp_path):
+    flow = scdiff.ConditionalDiffusion(counts_adata, condition="cell_type", width=32, depth=1,
+                                       schedule="flow")
+    assert flow.schedule.prediction == "flow"
+    flow.train(steps=30, batch_size=32, progress=False)
+    for sampler in ("ddim", "dpm++"):
+        fake = flow.sample(40, steps=5, sampler=sampler)
+        assert np.isfinite(fake.X).all() and fake.uns["scdiff"]["sampler"] == sampler
+    assert flow.sample(10, steps=5, guidance=3.0).X.max() <= max(flow.preprocessor.max) + 1e-4
+    with pytest.raises(scdiff.InputError, match="sampler='ddpm' needs a diffusion schedule"):
+        flow.sample(5, sampler="ddpm")
+    loaded = scdiff.ConditionalDiffusion.load(flow.save(tmp_path / "flow"))
+    np.testing.assert_array_equal(loaded.sample(20, steps=4, sampler="dpm++").X,
+                                  flow.sample(20, steps=4, sampler="dpm++").X)
+    translated = loaded.sample(from_=counts_adata[:10], condition={"cell_type": "t1"}, steps=10)
+    assert translated.n_obs == 10 and (translated.obs["cell_type"] == "t1").all()

@@ -89,5 +89,44 @@ def test_loss_weights_against_the_formulas():
     x0 = NoiseSchedule(1000, "cosine", "x0")
     np.testing.assert_allclose(w(x0, "snr_cap"), 1.0)
     np.testing.assert_allclose(w(x0, "min_snr"), np.minimum(snr, gamma), rtol=1e-5)
-    with pytest.raises(InputError, match="loss_weighting = 'p2'"):
+    with pytest.raises(InputError, match="loss_weighting='p2'"):
         v.loss_weight(t, "p2", gamma)
+
+
+def test_dpm_solver_step_golden():
+    """DPM-Solver++(2M), Lu et al. 2022: first order is the DDIM step; second order uses the
+    previous x_0 with r = h_last / h."""
+    s = NoiseSchedule(1000, "cosine", "v")
+    x0, x0_last, xt = torch.tensor([[0.5]]), torch.tensor([[0.2]]), torch.tensor([[0.3]])
+    t, tp, tl = 600, 400, 800
+    a = s.sqrt_alphas_cumprod
+    sg = s.sqrt_one_minus_alphas_cumprod
+    lam = np.log(a / sg)
+    first = s.multistep(x0, xt, t, tp, None)
+    eps = (0.3 - a[t] * 0.5) / sg[t]
+    assert first.item() == pytest.approx(a[tp] * 0.5 + sg[tp] * eps, rel=1e-6)  # = DDIM
+    second = s.multistep(x0, xt, t, tp, (x0_last, tl))
+    h, h_last = lam[tp] - lam[t], lam[t] - lam[tl]
+    d = (1 + h / (2 * h_last)) * 0.5 - h / (2 * h_last) * 0.2
+    expected = sg[tp] / sg[t] * 0.3 - a[tp] * (np.exp(-h) - 1) * d
+    assert second.item() == pytest.approx(expected, rel=1e-6)
+    assert s.multistep(x0, xt, 0, -1, (x0_last, 5)).item() == pytest.approx(0.5)  # into the clean cell
+
+
+def test_flow_schedule_path_targets_and_weights():
+    f = NoiseSchedule(1000, "flow", "flow")
+    x0, eps = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+    t = torch.tensor([0, 249, 749, 999])
+    s = (t.double() + 1)[:, None] / 1000
+    xt = f.add_noise(x0, eps, t)
+    assert torch.allclose(xt, (1 - s) * x0 + s * eps)  # the straight path
+    assert torch.allclose(f.target(x0, eps, t), eps - x0)
+    x0_hat, eps_hat = f.split_prediction(eps - x0, xt, t)
+    assert torch.allclose(x0_hat, x0, atol=1e-9) and torch.allclose(eps_hat, eps, atol=1e-9)
+    w = f.loss_weight(torch.arange(1000), "snr_cap", 5.0).numpy()
+    snr = f.snr_values
+    np.testing.assert_allclose(w, np.minimum(1.0, (np.sqrt(5) + 1) ** 2 / (np.sqrt(snr) + 1) ** 2), rtol=1e-5)
+    with pytest.raises(InputError, match="pairs schedule='flow' with prediction='flow'"):
+        NoiseSchedule(1000, "flow", "v")
+    with pytest.raises(InputError, match="sampler='ddpm' needs a diffusion schedule"):
+        f.step(x0, eps, xt, 10, 9, eta=1.0, noise=eps)

@@ -42,6 +42,7 @@ def train(
     layer: str | None = None,
     n_genes: int = 2000,
     clip_negative: bool = False,
+    schedule: str = "cosine",
     backed: bool = False,
     overwrite: bool = False,
     resume: bool = False,
@@ -74,7 +75,7 @@ def train(
     else:
         adata = read_input(data, conditions=names)
     model = ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=n_genes,
-                                 clip_negative=clip_negative)
+                                 clip_negative=clip_negative, schedule=schedule)
     if main and not resume:
         start_training(out, overwrite=overwrite)
     model.train(progress=progress, checkpoint_dir=out, resume=resume, **options)

@@ -89,6 +89,9 @@ def train(
              "than cells) or none.")] = "snr_cap",
     clip_negative: Annotated[bool, typer.Option(
         help="Set negative values (the small ones smoothing or imputation leaves) to 0.")] = False,
+    schedule: Annotated[str, typer.Option(
+        help="The objective: cosine or linear (a diffusion predicting v), or flow (a rectified "
+             "flow predicting the velocity).")] = "cosine",
     threads: Threads = "auto",
     quiet: Quiet = False,
 ) -> None:
@@ -105,7 +108,7 @@ def train(
         overwrite=overwrite, resume=resume, progress=not quiet, epochs=epochs, steps=steps,
         batch_size=batch_size, lr=lr, device=device, precision=precision, seed=seed, monitor=monitor,
         monitor_every=monitor_every, patience=patience, loss_weighting=loss_weighting,
-        clip_negative=clip_negative, threads=parse_threads(threads))
+        clip_negative=clip_negative, schedule=schedule, threads=parse_threads(threads))
     if not quiet and is_main_process():
         out_console.print(f"wrote run [bold]{out or Path('runs') / data.stem}[/] ({model})",
                           highlight=False)
@@ -128,7 +131,8 @@ def sample(
     guidance: Annotated[list[str] | None, typer.Option(
         help="Guidance weight (1 = conditional), or KEY=W per attribute; repeatable.")] = None,
     steps: Annotated[int | None, typer.Option(help="Sampler steps (default 50 DDIM, 1000 DDPM).")] = None,
-    sampler: Annotated[str, typer.Option(help="ddim or ddpm.")] = "ddim",
+    sampler: Annotated[str, typer.Option(
+        help="ddim, ddpm (stochastic, diffusion models only) or dpm++ (DPM-Solver++ 2M).")] = "ddim",
     seed: Seed = 0,
     device: Device = "auto",
     counts: Annotated[bool, typer.Option(

@@ -125,6 +125,7 @@ def sample_loop(
     autocast_dtype: torch.dtype | None = None,
     on_step: Callable[[], None] | None = None,
     x0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
+    multistep: bool = False,
 ) -> torch.Tensor:
     """Run the reverse process for one batch of conditions; returns x_0 in model space.
 
@@ -134,6 +135,8 @@ def sample_loop(
     and upper bounds): the predicted x_0 of every step is clipped to them and the noise
     recomputed from it, so the sample stays within them (static thresholding, Saharia et
     al. 2022, per gene: what keeps large guidance weights from leaving the data's range).
+    ``multistep``: DPM-Solver++(2M) steps (:meth:`NoiseSchedule.multistep`) instead of the
+    DDIM/DDPM step; ``eta`` is then unused.
     """
     device = cats.device
     n = cats.shape[0]
@@ -149,32 +152,48 @@ def sample_loop(
         t0 = torch.full((n,), timesteps[0], device=device, dtype=torch.long)
         x = schedule.add_noise(x_start.to(device), noise0, t0)
 
-    passes = guidance.passes()
-    stacked = [_mask_conditions(cats, doses, keep, null_codes) for keep, _ in passes]
-    cats_all = torch.cat([c for c, _ in stacked])
-    doses_all = torch.cat([d for _, d in stacked])
-    coefs = [c for _, c in passes]
-    amp = (
-        torch.autocast(device_type=device.type, dtype=autocast_dtype)
-        if autocast_dtype is not None
-        else contextlib.nullcontext()
-    )
+    guided_output = _GuidedNet(net, guidance, cats, doses, null_codes, autocast_dtype)
+    last = None  # the multistep solver's previous (x_0, timestep)
     for i, t in enumerate(timesteps):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-        t_batch = torch.full((n * len(passes),), t, device=device, dtype=torch.long)
-        with amp:
-            out = net(x.repeat(len(passes), 1), t_batch, cats_all, doses_all)
-        out = out.float().view(len(passes), n, n_genes)
-        guided = coefs[0] * out[0]
-        for c, o in zip(coefs[1:], out[1:], strict=True):
-            guided = guided + c * o
+        guided = guided_output(x, t)
         t_now = torch.full((n,), t, device=device)
         x0, eps = schedule.split_prediction(guided, x, t_now)
         if x0_bounds is not None:
             x0 = torch.maximum(torch.minimum(x0, x0_bounds[1]), x0_bounds[0])
             eps = schedule.eps_from_x0(x0, x, t_now)
-        noise = torch.randn(x.shape, generator=generator, device=device) if eta > 0 else None
-        x = schedule.step(x0, eps, x, t, t_prev, eta, noise)
+        if multistep:
+            x, last = schedule.multistep(x0, x, t, t_prev, last), (x0, t)
+        else:
+            noise = torch.randn(x.shape, generator=generator, device=device) if eta > 0 else None
+            x = schedule.step(x0, eps, x, t, t_prev, eta, noise)
         if on_step is not None:
             on_step()
     return x
+
+
+class _GuidedNet:
+    """The guided network output at a timestep: every guidance pass stacked in one batch
+    (``sum_p coef_p * output(conditions of pass p)``)."""
+
+    def __init__(self, net, guidance: Guidance, cats: torch.Tensor, doses: torch.Tensor,
+                 null_codes: torch.Tensor, autocast_dtype: torch.dtype | None) -> None:
+        passes = guidance.passes()
+        stacked = [_mask_conditions(cats, doses, keep, null_codes) for keep, _ in passes]
+        self.net, self.n, self.n_genes = net, cats.shape[0], net.n_genes
+        self.cats = torch.cat([c for c, _ in stacked])
+        self.doses = torch.cat([d for _, d in stacked])
+        self.coefs = [c for _, c in passes]
+        self.amp = (torch.autocast(device_type=cats.device.type, dtype=autocast_dtype)
+                    if autocast_dtype is not None else contextlib.nullcontext())
+
+    def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        k = len(self.coefs)
+        t_batch = torch.full((self.n * k,), t, device=x.device, dtype=torch.long)
+        with self.amp:
+            out = self.net(x.repeat(k, 1), t_batch, self.cats, self.doses)
+        out = out.float().view(k, self.n, self.n_genes)
+        guided = self.coefs[0] * out[0]
+        for c, o in zip(self.coefs[1:], out[1:], strict=True):
+            guided = guided + c * o
+        return guided

@@ -1,8 +1,15 @@
-"""Noise schedule of a Gaussian diffusion (Ho et al. 2020; Nichol & Dhariwal 2021).
+"""Noise schedules: a Gaussian diffusion (Ho et al. 2020; Nichol & Dhariwal 2021) or a
+rectified flow (Liu et al. 2023; Lipman et al. 2023).
 
-A plain object: it never holds the network. Coefficients are computed once in
-float64 with the papers' names and cast to the caller's dtype and device when
-used. Its constructor arguments are its whole config and round-trip to JSON.
+Both write a noisy cell as ``x_t = alpha_t x_0 + sigma_t eps`` over T integer timesteps:
+the diffusion's ``alpha_t = sqrt(alpha_bar_t)``, ``sigma_t = sqrt(1 - alpha_bar_t)``; the
+flow's straight path ``alpha_t = 1 - s``, ``sigma_t = s`` with ``s = (t + 1) / T``. So the
+targets, the DDIM step and the multistep solver are written once, in ``alpha`` and
+``sigma``.
+
+A plain object: it never holds the network. Coefficients are computed once in float64
+with the papers' names and cast to the caller's dtype and device when used. Its
+constructor arguments are its whole config and round-trip to JSON.
 """
 
 from __future__ import annotations
@@ -13,23 +20,27 @@ from typing import Literal
 import numpy as np
 import torch
 
-from scdiff._errors import InputError
+from scdiff._errors import InputError, arg
 
 #: How the training loss weights the timesteps (:meth:`NoiseSchedule.loss_weight`).
 LOSS_WEIGHTINGS = ("snr_cap", "min_snr", "none")
+SCHEDULES = ("cosine", "linear", "flow")
+PREDICTIONS = ("epsilon", "x0", "v", "flow")
 
 
 def check_loss_weighting(weighting: str, gamma: float = 5.0) -> tuple[str, float]:
     """A valid (loss weighting, gamma) pair, or one clear error."""
     if weighting not in LOSS_WEIGHTINGS:
-        raise InputError(f"loss_weighting = {weighting!r} needs to be one of {', '.join(LOSS_WEIGHTINGS)}.")
+        raise InputError(f"{arg('loss_weighting', weighting)} needs to be one of "
+                         f"{', '.join(LOSS_WEIGHTINGS)}.")
     if not (math.isfinite(gamma) and gamma > 0):
-        raise InputError(f"snr_gamma = {gamma} needs to be a positive number (the SNR where the "
-                         "weighting caps, e.g. 5).")
+        raise InputError(f"{arg('snr_gamma', gamma)} needs to be a positive number (the SNR where "
+                         "the weighting caps, e.g. 5).")
     return weighting, float(gamma)
 
-ScheduleName = Literal["linear", "cosine"]
-Prediction = Literal["epsilon", "x0", "v"]
+
+ScheduleName = Literal["linear", "cosine", "flow"]
+Prediction = Literal["epsilon", "x0", "v", "flow"]
 
 
 def linear_betas(num_timesteps: int, beta_start: float, beta_end: float) -> np.ndarray:
@@ -52,18 +63,22 @@ def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) 
 
 
 class NoiseSchedule:
-    """Forward process q(x_t | x_0) and the conversions between prediction targets.
+    """Forward process q(x_t | x_0), the conversions between prediction targets, and the
+    reverse steps.
 
     Parameters
     ----------
     num_timesteps
-        Number of diffusion steps T.
+        Number of timesteps T.
     schedule
-        ``"cosine"`` or ``"linear"``.
+        ``"cosine"`` or ``"linear"`` (variance-preserving diffusion), or ``"flow"`` (the
+        rectified flow's straight path from the cell to noise).
     prediction
-        What the network predicts: ``"epsilon"`` (noise), ``"x0"`` or ``"v"``.
+        What the network predicts: ``"epsilon"`` (noise), ``"x0"``, ``"v"`` (Salimans & Ho
+        2022), or ``"flow"``: the velocity ``eps - x_0`` of the straight path (with the
+        ``"flow"`` schedule only, and it only with this).
     beta_start, beta_end
-        Range of the linear schedule (ignored by the cosine one).
+        Range of the linear schedule (ignored by the others).
 
     Examples
     --------
@@ -82,29 +97,40 @@ class NoiseSchedule:
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
     ) -> None:
-        if schedule not in ("linear", "cosine"):
-            raise InputError(f"schedule = {schedule!r} needs to be one of 'linear', 'cosine'.")
-        if prediction not in ("epsilon", "x0", "v"):
-            raise InputError(f"prediction = {prediction!r} needs to be one of 'epsilon', 'x0', 'v'.")
+        if schedule not in SCHEDULES:
+            raise InputError(f"{arg('schedule', schedule)} needs to be one of {', '.join(SCHEDULES)}.")
+        if prediction not in PREDICTIONS:
+            raise InputError(f"{arg('prediction', prediction)} needs to be one of "
+                             f"{', '.join(PREDICTIONS)}.")
+        if (schedule == "flow") != (prediction == "flow"):
+            raise InputError(f"the rectified flow pairs {arg('schedule', 'flow')} with "
+                             f"{arg('prediction', 'flow')}; give both (or neither).")
         if num_timesteps < 2:
-            raise InputError(f"num_timesteps = {num_timesteps} needs to be at least 2.")
+            raise InputError(f"{arg('num_timesteps', num_timesteps)} needs to be at least 2.")
         self.num_timesteps = int(num_timesteps)
         self.schedule = schedule
         self.prediction = prediction
         self.beta_start = float(beta_start)
         self.beta_end = float(beta_end)
-
-        if schedule == "linear":
-            betas = linear_betas(num_timesteps, beta_start, beta_end)
+        if schedule == "flow":
+            s = np.arange(1, num_timesteps + 1, dtype=np.float64) / num_timesteps
+            self.sqrt_alphas_cumprod, self.sqrt_one_minus_alphas_cumprod = 1.0 - s, s
+            self.snr_values = (1.0 - s) ** 2 / s**2
         else:
-            betas = cosine_betas(num_timesteps)
-        self.betas = betas
-        self.alphas = 1.0 - betas
-        self.alphas_cumprod = np.cumprod(self.alphas)
-        self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
-        self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
-        self.snr_values = self.alphas_cumprod / (1.0 - self.alphas_cumprod)  # float64, then cached
+            self.betas = (linear_betas(num_timesteps, beta_start, beta_end) if schedule == "linear"
+                          else cosine_betas(num_timesteps))
+            self.alphas_cumprod = np.cumprod(1.0 - self.betas)
+            self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
+            self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
+            self.snr_values = self.alphas_cumprod / (1.0 - self.alphas_cumprod)  # float64, then cached
+        # log(alpha / sigma): the time variable of the multistep solver (Lu et al. 2022)
+        with np.errstate(divide="ignore"):
+            self.lambdas = np.log(self.sqrt_alphas_cumprod) - np.log(self.sqrt_one_minus_alphas_cumprod)
         self._cache: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def variance_preserving(self) -> bool:
+        return self.schedule != "flow"
 
     # -- config -----------------------------------------------------------------------------
     def to_config(self) -> dict:
@@ -131,15 +157,22 @@ class NoiseSchedule:
         out = table[t.long()]
         return out.view(-1, *([1] * (like.ndim - 1)))
 
+    def _alpha_sigma(self, t: int) -> tuple[float, float]:
+        """(alpha, sigma) at timestep ``t``; ``t = -1`` is the clean cell (1, 0)."""
+        if t < 0:
+            return 1.0, 0.0
+        return float(self.sqrt_alphas_cumprod[t]), float(self.sqrt_one_minus_alphas_cumprod[t])
+
     def loss_weight(self, t: torch.Tensor, weighting: str, gamma: float) -> torch.Tensor:
         """Per-cell weight on the MSE of this ``prediction``'s target at timesteps ``t``.
 
         Every target's MSE is the x0 error times a factor of the SNR: ``1 + SNR`` for v,
-        ``SNR`` for epsilon, 1 for x0. The weightings, as that x0 factor:
+        ``SNR`` for epsilon, 1 for x0, ``(1 + sqrt(SNR))^2`` for the flow's velocity. The
+        weightings, as that x0 factor:
 
         - ``"none"``: the target's own (weight 1);
         - ``"snr_cap"``: the target's own, capped at its value at ``SNR = gamma`` (only
-          the low-noise steps, which dominate the v and epsilon losses, count less);
+          the low-noise steps, which dominate the v, epsilon and velocity losses, count less);
         - ``"min_snr"``: ``min(SNR, gamma)`` (Hang et al. 2023, Min-SNR-gamma), which
           also weights the high-noise steps down (as SNR).
 
@@ -158,20 +191,21 @@ class NoiseSchedule:
         snr = torch.as_tensor(self.snr_values, dtype=torch.float32)
         if weighting == "none":
             return torch.ones_like(snr)
-        native = {"v": snr + 1.0, "epsilon": snr, "x0": torch.ones_like(snr)}[self.prediction]
+        native = {"v": snr + 1.0, "epsilon": snr, "x0": torch.ones_like(snr),
+                  "flow": (snr.sqrt() + 1.0) ** 2}[self.prediction]
         if weighting == "snr_cap" or self.prediction == "epsilon":
-            capped = {"v": gamma + 1.0, "epsilon": gamma, "x0": 1.0}[self.prediction]
+            capped = {"v": gamma + 1.0, "epsilon": gamma, "x0": 1.0,
+                      "flow": (math.sqrt(gamma) + 1.0) ** 2}[self.prediction]
             return torch.clamp(capped / native, max=1.0)
         return torch.clamp(snr, max=gamma) / native
 
     # -- the forward process and targets -----------------------------------------------------
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, eq. (4) of Ho et al. (q_sample)."""
+        """x_t = alpha_t x_0 + sigma_t eps: eq. (4) of Ho et al. (q_sample), or the flow's path."""
         return (
             self._coef("sqrt_alphas_cumprod", t, x0) * x0
             + self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * noise
         )
-
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """What the network is trained to output for this ``prediction``."""
@@ -179,6 +213,8 @@ class NoiseSchedule:
             return noise
         if self.prediction == "x0":
             return x0
+        if self.prediction == "flow":
+            return noise - x0  # d x_t / ds along the straight path
         # v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0 (Salimans & Ho 2022)
         return (
             self._coef("sqrt_alphas_cumprod", t, x0) * noise
@@ -197,6 +233,9 @@ class NoiseSchedule:
         elif self.prediction == "x0":
             x0 = model_output
             eps = self.eps_from_x0(x0, x_t, t)
+        elif self.prediction == "flow":
+            x0 = (x_t - s * model_output) / (a + s)  # x_t = x0 + s v on the straight path
+            eps = x0 + model_output
         else:
             x0 = a * x_t - s * model_output
             eps = s * x_t + a * model_output
@@ -213,7 +252,7 @@ class NoiseSchedule:
         """Evenly spaced timesteps from T-1 down to 0 for a sampler of ``num_steps`` steps."""
         if not 1 <= num_steps <= self.num_timesteps:
             raise InputError(
-                f"steps = {num_steps} needs to be between 1 and {self.num_timesteps} "
+                f"{arg('steps', num_steps)} needs to be between 1 and {self.num_timesteps} "
                 "(the model's number of diffusion steps)."
             )
         ts = np.linspace(0, self.num_timesteps - 1, num_steps).round().astype(int)
@@ -233,9 +272,17 @@ class NoiseSchedule:
 
         Generalised DDIM update, eq. (12) of Song et al. 2021:
         x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z, with
-        sigma = eta sqrt((1 - ab_prev)/(1 - ab_t)) sqrt(1 - ab_t/ab_prev). eta = 0 is DDIM;
-        eta = 1 with every timestep is DDPM ancestral sampling (sigma^2 = posterior variance).
+        sigma = eta sqrt((1 - ab_prev)/(1 - ab_t)) sqrt(1 - ab_t/ab_prev). eta = 0 is DDIM
+        (on the flow's straight path, an Euler step of its ODE); eta = 1 with every
+        timestep is DDPM ancestral sampling (sigma^2 = posterior variance), which needs a
+        variance-preserving schedule.
         """
+        if eta == 0:
+            alpha_prev, sigma_prev = self._alpha_sigma(t_prev)
+            return alpha_prev * x0 + sigma_prev * eps
+        if not self.variance_preserving:
+            raise InputError(f"{arg('sampler', 'ddpm')} needs a diffusion schedule; a flow model "
+                             f"samples with {arg('sampler', 'ddim')} or {arg('sampler', 'dpm++')}.")
         ab_t = float(self.alphas_cumprod[t])
         ab_prev = float(self.alphas_cumprod[t_prev]) if t_prev >= 0 else 1.0
         sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev))
@@ -244,3 +291,33 @@ class NoiseSchedule:
         if sigma > 0 and noise is not None:
             x_prev = x_prev + sigma * noise
         return x_prev
+
+    def multistep(
+        self,
+        x0: torch.Tensor,
+        x_t: torch.Tensor,
+        t: int,
+        t_prev: int,
+        last: tuple[torch.Tensor, int] | None,
+    ) -> torch.Tensor:
+        """One step of DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) from t to t_prev.
+
+        Data prediction, second order from the x_0 predicted at the previous timestep
+        (``last`` = (x_0, its timestep)); first order (the DDIM step) at the first step and
+        into the clean cell. With h = lambda_prev - lambda_t and r = h_last / h,
+        ``x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (e^-h - 1) D`` with
+        ``D = (1 + 1/(2r)) x0 - 1/(2r) x0_last``.
+        """
+        alpha_t, sigma_t = self._alpha_sigma(t)
+        alpha_prev, sigma_prev = self._alpha_sigma(t_prev)
+        if t_prev < 0:
+            return x0  # into the clean cell: the first-order step lands on the prediction
+        ratio = sigma_prev / sigma_t  # = alpha_prev / alpha_t * e^-h
+        d = x0
+        if last is not None:
+            lam_t, lam_prev, lam_last = self.lambdas[t], self.lambdas[t_prev], self.lambdas[last[1]]
+            h, h_last = lam_prev - lam_t, lam_t - lam_last
+            if math.isfinite(h_last) and h > 0:
+                k = 1.0 / (2.0 * (h_last / h))
+                d = (1.0 + k) * x0 - k * last[0]
+        return ratio * x_t + (alpha_prev - ratio * alpha_t) * d

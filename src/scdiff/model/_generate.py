@@ -33,7 +33,8 @@ from scdiff.train import resolve_device, resolve_precision
 MAX_SAMPLE_CELLS = 50_000_000
 #: How generated values become exact zeros (see ConditionalDiffusion.sample).
 ZEROS = ("auto", "cell", "gene", "none")
-SAMPLERS = ("ddim", "ddpm")
+#: The reverse-process solvers: DDIM, DDPM (ancestral, stochastic) and DPM-Solver++(2M).
+SAMPLERS = ("ddim", "ddpm", "dpm++")
 CLIPS = ("auto", True, False)
 
 
@@ -65,7 +66,11 @@ class Sampling:
         """These options checked against the model, with ``auto`` and defaults filled in;
         every refusal happens here, before any work."""
         if self.sampler not in SAMPLERS:
-            raise InputError(f"{arg('sampler', self.sampler)} needs to be 'ddim' or 'ddpm'.")
+            raise InputError(f"{arg('sampler', self.sampler)} needs to be one of "
+                             f"{', '.join(SAMPLERS)}.")
+        if self.sampler == "ddpm" and not parts.schedule.variance_preserving:
+            raise InputError(f"{arg('sampler', 'ddpm')} needs a diffusion schedule; a flow model "
+                             f"samples with {arg('sampler', 'ddim')} or {arg('sampler', 'dpm++')}.")
         if self.zeros not in ZEROS:
             raise InputError(f"{arg('zeros', self.zeros)} needs to be one of {', '.join(ZEROS)}.")
         if self.zeros == "cell" and not parts.library:
@@ -179,6 +184,7 @@ def generate(parts: ModelParts, net: nn.Module, codes: np.ndarray, doses: np.nda
                 net, parts.schedule, torch.from_numpy(codes[sl]).to(dev), torch.from_numpy(doses[sl]).to(dev),
                 guidance=guide, steps=how.steps, eta=1.0 if how.sampler == "ddpm" else 0.0, generator=gen,
                 autocast_dtype=autocast, on_step=bar.advance, t_start=t_start, x0_bounds=bounds,
+                multistep=how.sampler == "dpm++",
                 x_start=None if x_start is None else torch.from_numpy(x_start[sl]).to(dev),
             )
             out[sl] = x.float().cpu().numpy()

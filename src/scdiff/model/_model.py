@@ -38,7 +38,9 @@ class ConditionalDiffusion:
     width, depth, dropout
         Size of the residual MLP, and dropout inside its blocks.
     schedule, prediction, num_timesteps
-        The diffusion: ``"cosine"``/``"linear"``; ``"epsilon"``/``"v"``/``"x0"``; T.
+        The objective: a diffusion (``schedule`` ``"cosine"``/``"linear"``, ``prediction``
+        ``"v"`` (default), ``"epsilon"`` or ``"x0"``), or a rectified flow
+        (``schedule="flow"``: the straight path, the velocity predicted); T timesteps.
     dose_encoder
         How doses are encoded: ``"sigmoid"`` (CPA-like, per-drug Hill-type response),
         ``"sinusoidal"`` or ``"mlp"``; see :class:`scdiff.nn.DoseEncoder`.
@@ -78,7 +80,7 @@ class ConditionalDiffusion:
         depth: int = 3,
         dropout: float = 0.1,
         schedule: str = "cosine",
-        prediction: str = "v",
+        prediction: str | None = None,
         num_timesteps: int = 1000,
         dose_encoder: str = "sigmoid",
         dose_by: str | Mapping[str, str] | None = "auto",
@@ -89,7 +91,8 @@ class ConditionalDiffusion:
             adata, condition, dose, layer=layer, n_genes=n_genes, dose_encoder=dose_encoder,
             dose_by=dose_by, additive=additive, clip_negative=clip_negative,
             network={"width": width, "depth": depth, "dropout": dropout},
-            schedule={"num_timesteps": num_timesteps, "schedule": schedule, "prediction": prediction},
+            schedule={"num_timesteps": num_timesteps, "schedule": schedule,
+                      "prediction": prediction or ("flow" if schedule == "flow" else "v")},
         )
         self._init(parts, data=data)
 
