@@ -93,24 +93,47 @@ def test_loss_weights_against_the_formulas():
         v.loss_weight(t, "p2", gamma)
 
 
-def test_dpm_solver_step_golden():
+def test_dpm_solver_and_unipc_steps_golden():
     """DPM-Solver++(2M), Lu et al. 2022: first order is the DDIM step; second order uses the
-    previous x_0 with r = h_last / h."""
+    previous x_0 with r = h_last / h. UniPC (Zhao et al. 2023, B(h) = e^-h - 1) predicts
+    the same and corrects the sample with the x_0 predicted at it."""
+    from scdiff.diffusion._solvers import UniPC
+
     s = NoiseSchedule(1000, "cosine", "v")
-    x0, x0_last, xt = torch.tensor([[0.5]]), torch.tensor([[0.2]]), torch.tensor([[0.3]])
-    t, tp, tl = 600, 400, 800
-    a = s.sqrt_alphas_cumprod
-    sg = s.sqrt_one_minus_alphas_cumprod
+    x0_last, x0, x0_next = torch.tensor([[0.2]]), torch.tensor([[0.5]]), torch.tensor([[0.6]])
+    x_last, tl, t, tp = torch.tensor([[0.1]]), 800, 600, 400
+    a, sg = s.sqrt_alphas_cumprod, s.sqrt_one_minus_alphas_cumprod
     lam = np.log(a / sg)
-    first = s.multistep(x0, xt, t, tp, None)
-    eps = (0.3 - a[t] * 0.5) / sg[t]
-    assert first.item() == pytest.approx(a[tp] * 0.5 + sg[tp] * eps, rel=1e-6)  # = DDIM
-    second = s.multistep(x0, xt, t, tp, (x0_last, tl))
+    dpm = UniPC(s, corrector=False)
+    xt = dpm.step(x0_last, x_last, tl, t)
+    eps = (0.1 - a[tl] * 0.2) / sg[tl]
+    assert xt.item() == pytest.approx(a[t] * 0.2 + sg[t] * eps, rel=1e-6)  # first order = DDIM
+    second = dpm.step(x0, xt, t, tp)
     h, h_last = lam[tp] - lam[t], lam[t] - lam[tl]
     d = (1 + h / (2 * h_last)) * 0.5 - h / (2 * h_last) * 0.2
-    expected = sg[tp] / sg[t] * 0.3 - a[tp] * (np.exp(-h) - 1) * d
+    expected = sg[tp] / sg[t] * xt.item() - a[tp] * (np.exp(-h) - 1) * d
     assert second.item() == pytest.approx(expected, rel=1e-6)
-    assert s.multistep(x0, xt, 0, -1, (x0_last, 5)).item() == pytest.approx(0.5)  # into the clean cell
+    assert dpm.step(x0_next, second, tp, -1).item() == pytest.approx(0.6)  # into the clean cell
+
+    uni = UniPC(s)
+    assert uni.step(x0_last, x_last, tl, t).item() == pytest.approx(xt.item(), rel=1e-6)
+    corrected = uni.step(x0, xt, t, tp)  # corrects xt with x0 (order 1: rho = 1/2), then predicts
+    hc = lam[t] - lam[tl]
+    xt_c = sg[t] / sg[tl] * 0.1 - a[t] * np.expm1(-hc) * 0.2 - a[t] * np.expm1(-hc) * 0.5 * (0.5 - 0.2)
+    assert uni.last[0].item() == pytest.approx(xt_c, rel=1e-6)
+    expected_c = sg[tp] / sg[t] * xt_c - a[tp] * (np.exp(-h) - 1) * d
+    assert corrected.item() == pytest.approx(expected_c, rel=1e-6)
+
+
+def test_timestep_spacings():
+    """DDIM's spacing ends at t=0; the trailing one (the multistep solver's) ends one
+    interval above it and then goes into the clean cell, so every call moves the cell."""
+    s = NoiseSchedule(1000, "cosine", "v")
+    assert s.timesteps(5) == [999, 749, 500, 250, 0]
+    assert s.timesteps(5, trailing=True) == [999, 799, 599, 399, 199]
+    assert s.timesteps(3, trailing=True) == [999, 666, 332]
+    assert s.timesteps(1000, trailing=True) == list(range(999, -1, -1))
+    assert s.timesteps(1, trailing=True) == [999]
 
 
 def test_flow_schedule_path_targets_and_weights():

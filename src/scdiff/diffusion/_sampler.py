@@ -1,4 +1,5 @@
-"""The one sampling loop: DDPM (eta=1) and DDIM (eta=0) with classifier-free guidance.
+"""The one sampling loop: DDPM (eta=1), DDIM (eta=0) or a multistep solver, with
+classifier-free guidance.
 
 Guidance is a linear combination of network outputs under different condition
 masks (Ho & Salimans 2022; per attribute as in CFGen): all passes of one step
@@ -11,11 +12,15 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from scdiff._errors import InputError, arg
 from scdiff.diffusion._schedule import NoiseSchedule
+from scdiff.diffusion._solvers import UniPC
 
+#: The multistep solvers: DPM-Solver++(2M), and UniPC (its corrector added).
+MULTISTEP = ("dpm++", "unipc")
 #: The largest guidance weight taken: beyond it the combination of passes loses its digits.
 MAX_WEIGHT = 100.0
 
@@ -125,7 +130,8 @@ def sample_loop(
     autocast_dtype: torch.dtype | None = None,
     on_step: Callable[[], None] | None = None,
     x0_bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
-    multistep: bool = False,
+    solver: str | None = None,
+    invert: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run the reverse process for one batch of conditions; returns x_0 in model space.
 
@@ -135,25 +141,36 @@ def sample_loop(
     and upper bounds): the predicted x_0 of every step is clipped to them and the noise
     recomputed from it, so the sample stays within them (static thresholding, Saharia et
     al. 2022, per gene: what keeps large guidance weights from leaving the data's range).
-    ``multistep``: DPM-Solver++(2M) steps (:meth:`NoiseSchedule.multistep`) instead of the
-    DDIM/DDPM step; ``eta`` is then unused.
+    ``solver``: ``"dpm++"`` (DPM-Solver++(2M)) or ``"unipc"`` (the same with UniPC's
+    corrector), multistep solvers (:class:`~scdiff.diffusion._solvers.UniPC`) on the
+    trailing spacing of :meth:`NoiseSchedule.timesteps`, instead of the DDIM/DDPM step;
+    ``eta`` is then unused. ``invert`` (the conditions of ``x_start``'s own cells: categorical
+    codes, doses): ``x_start`` is carried to ``t_start`` along the deterministic ODE under
+    those conditions (:func:`invert_to`) instead of being noised with fresh noise.
     """
     device = cats.device
     n = cats.shape[0]
     n_genes = net.n_genes  # type: ignore[attr-defined]
     null_codes = net.null_codes.to(device)  # type: ignore[attr-defined]
-    timesteps = schedule.timesteps(steps)
+    if solver not in (None, *MULTISTEP):
+        raise InputError(f"{arg('sampler', solver)} needs to be one of ddim, ddpm, "
+                         f"{', '.join(MULTISTEP)}.")
+    timesteps = schedule.timesteps(steps, trailing=solver is not None)
     if t_start is not None:
         timesteps = [t for t in timesteps if t <= t_start] or [t_start]
     noise0 = torch.randn(n, n_genes, generator=generator, device=device)
     if x_start is None:
         x = noise0
+    elif invert is not None:
+        plain = Guidance(guidance.attributes, 1.0, pairs=guidance.pairs)
+        own = _GuidedNet(net, plain, invert[0], invert[1], null_codes, autocast_dtype)
+        x = invert_to(own, schedule, x_start.to(device), timesteps[0], steps=len(timesteps))
     else:
         t0 = torch.full((n,), timesteps[0], device=device, dtype=torch.long)
         x = schedule.add_noise(x_start.to(device), noise0, t0)
 
     guided_output = _GuidedNet(net, guidance, cats, doses, null_codes, autocast_dtype)
-    last = None  # the multistep solver's previous (x_0, timestep)
+    multistep = UniPC(schedule, corrector=solver == "unipc") if solver is not None else None
     for i, t in enumerate(timesteps):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         guided = guided_output(x, t)
@@ -162,13 +179,33 @@ def sample_loop(
         if x0_bounds is not None:
             x0 = torch.maximum(torch.minimum(x0, x0_bounds[1]), x0_bounds[0])
             eps = schedule.eps_from_x0(x0, x, t_now)
-        if multistep:
-            x, last = schedule.multistep(x0, x, t, t_prev, last), (x0, t)
+        if multistep is not None:
+            x = multistep.step(x0, x, t, t_prev)
         else:
             noise = torch.randn(x.shape, generator=generator, device=device) if eta > 0 else None
             x = schedule.step(x0, eps, x, t, t_prev, eta, noise)
         if on_step is not None:
             on_step()
+    return x
+
+
+def invert_to(output: Callable[[torch.Tensor, int], torch.Tensor], schedule: NoiseSchedule,
+              x0: torch.Tensor, t_end: int, *, steps: int = 50) -> torch.Tensor:
+    """Clean cells carried up the probability-flow ODE to timestep ``t_end`` (DDIM inversion,
+    Song et al. 2021; on the flow's straight path, Euler steps from the data side).
+
+    ``output(x, t)`` is the network's output under the cells' own conditions. ``steps``
+    evenly spaced first-order steps (as many as the way back down takes) from t=0 (the
+    cell itself) to ``t_end``, each from the prediction at its lower end: the noise so
+    found is the cell's own, so translating back to its own conditions returns close to
+    the cell, which fresh noise cannot.
+    """
+    ts = np.unique(np.linspace(0, t_end, max(2, min(steps, t_end) + 1)).round().astype(int)).tolist()
+    x, n = x0, x0.shape[0]
+    for t, t_next in zip(ts[:-1], ts[1:], strict=True):
+        t_now = torch.full((n,), t, device=x.device)
+        pred_x0, eps = schedule.split_prediction(output(x, t), x, t_now)
+        x = schedule.step(pred_x0, eps, x, t, t_next, 0.0, None)
     return x
 
 

@@ -4,8 +4,8 @@ rectified flow (Liu et al. 2023; Lipman et al. 2023).
 Both write a noisy cell as ``x_t = alpha_t x_0 + sigma_t eps`` over T integer timesteps:
 the diffusion's ``alpha_t = sqrt(alpha_bar_t)``, ``sigma_t = sqrt(1 - alpha_bar_t)``; the
 flow's straight path ``alpha_t = 1 - s``, ``sigma_t = s`` with ``s = (t + 1) / T``. So the
-targets, the DDIM step and the multistep solver are written once, in ``alpha`` and
-``sigma``.
+targets, the DDIM step and the multistep solvers (``_solvers``) are written once, in
+``alpha`` and ``sigma``.
 
 A plain object: it never holds the network. Coefficients are computed once in float64
 with the papers' names and cast to the caller's dtype and device when used. Its
@@ -123,7 +123,7 @@ class NoiseSchedule:
             self.sqrt_alphas_cumprod = np.sqrt(self.alphas_cumprod)
             self.sqrt_one_minus_alphas_cumprod = np.sqrt(1.0 - self.alphas_cumprod)
             self.snr_values = self.alphas_cumprod / (1.0 - self.alphas_cumprod)  # float64, then cached
-        # log(alpha / sigma): the time variable of the multistep solver (Lu et al. 2022)
+        # log(alpha / sigma): the time variable of the multistep solvers (Lu et al. 2022)
         with np.errstate(divide="ignore"):
             self.lambdas = np.log(self.sqrt_alphas_cumprod) - np.log(self.sqrt_one_minus_alphas_cumprod)
         self._cache: dict[tuple, torch.Tensor] = {}
@@ -248,14 +248,25 @@ class NoiseSchedule:
         return (x_t - a * x0) / s
 
     # -- the reverse process ------------------------------------------------------------------
-    def timesteps(self, num_steps: int) -> list[int]:
-        """Evenly spaced timesteps from T-1 down to 0 for a sampler of ``num_steps`` steps."""
+    def timesteps(self, num_steps: int, *, trailing: bool = False) -> list[int]:
+        """Evenly spaced timesteps from T-1 down for a sampler of ``num_steps`` steps.
+
+        By default the last one is 0 (DDIM's spacing: its last network call sees a cell
+        all but clean). ``trailing`` (Lin et al. 2024): ``T - 1, T (1 - 1/n) - 1, ...``
+        down to ``T / n - 1``, from where the last step goes straight into the clean cell,
+        so every network call moves the cell (the spacing of the multistep solvers; what
+        counts at 10 steps and fewer).
+        """
         if not 1 <= num_steps <= self.num_timesteps:
             raise InputError(
                 f"{arg('steps', num_steps)} needs to be between 1 and {self.num_timesteps} "
                 "(the model's number of diffusion steps)."
             )
-        ts = np.linspace(0, self.num_timesteps - 1, num_steps).round().astype(int)
+        if trailing:
+            T = self.num_timesteps
+            ts = np.round(T * (1.0 - np.arange(num_steps) / num_steps)).astype(int) - 1
+        else:
+            ts = np.linspace(0, self.num_timesteps - 1, num_steps).round().astype(int)
         return sorted(set(ts.tolist()), reverse=True)
 
     def step(
@@ -291,33 +302,3 @@ class NoiseSchedule:
         if sigma > 0 and noise is not None:
             x_prev = x_prev + sigma * noise
         return x_prev
-
-    def multistep(
-        self,
-        x0: torch.Tensor,
-        x_t: torch.Tensor,
-        t: int,
-        t_prev: int,
-        last: tuple[torch.Tensor, int] | None,
-    ) -> torch.Tensor:
-        """One step of DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) from t to t_prev.
-
-        Data prediction, second order from the x_0 predicted at the previous timestep
-        (``last`` = (x_0, its timestep)); first order (the DDIM step) at the first step and
-        into the clean cell. With h = lambda_prev - lambda_t and r = h_last / h,
-        ``x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (e^-h - 1) D`` with
-        ``D = (1 + 1/(2r)) x0 - 1/(2r) x0_last``.
-        """
-        alpha_t, sigma_t = self._alpha_sigma(t)
-        alpha_prev, sigma_prev = self._alpha_sigma(t_prev)
-        if t_prev < 0:
-            return x0  # into the clean cell: the first-order step lands on the prediction
-        ratio = sigma_prev / sigma_t  # = alpha_prev / alpha_t * e^-h
-        d = x0
-        if last is not None:
-            lam_t, lam_prev, lam_last = self.lambdas[t], self.lambdas[t_prev], self.lambdas[last[1]]
-            h, h_last = lam_prev - lam_t, lam_t - lam_last
-            if math.isfinite(h_last) and h > 0:
-                k = 1.0 / (2.0 * (h_last / h))
-                d = (1.0 + k) * x0 - k * last[0]
-        return ratio * x_t + (alpha_prev - ratio * alpha_t) * d
