@@ -8,7 +8,8 @@ import torch
 
 import scdiff
 from scdiff import InputError
-from scdiff.data._backed import BackedCells, RowReader, fit_backed, write_h5ad_chunks
+from scdiff.data._backed import BackedCells, RowReader, fit_backed
+from scdiff.data._write import write_h5ad_chunks
 from tests.conftest import make_counts
 
 KW = dict(condition="cell_type", dose="dose", n_genes=40, width=32, depth=1)
@@ -145,3 +146,78 @@ def test_cli_trains_backed_and_large_samples_stream(files, tmp_path):
     assert res.exit_code == 1 and "without --backed" in " ".join(res.output.split())
     with pytest.raises(scdiff.InputError, match=r"without backed=True"):
         scdiff.commands.train(bad, backed=True, out=tmp_path / "r4")
+
+
+@pytest.fixture(scope="module")
+def three_files(tmp_path_factory):
+    """One data set cut into three files of different sizes (as one per donor)."""
+    tmp = tmp_path_factory.mktemp("many")
+    a = make_counts(n_per_type=150, n_genes=60, seed=5)
+    cuts = [0, 130, 290, a.n_obs]
+    paths = []
+    for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+        paths.append(tmp / f"donor{i}.h5ad")
+        a[lo:hi].copy().write_h5ad(paths[-1])
+    return tmp, paths, a
+
+
+def test_many_files_read_as_one_data_set(three_files):
+    from scdiff.data._backed import BackedFiles, read_backed
+
+    tmp, paths, a = three_files
+    files = read_backed(paths)
+    assert isinstance(files, BackedFiles) and files.n_obs == a.n_obs
+    assert list(files.obs_names) == list(a.obs_names)
+    assert read_backed(tmp).n_obs == a.n_obs  # a folder: its .h5ad files in name order
+    reader = RowReader(files)
+    starts, stops = reader.blocks(64)
+    offsets = [0, 130, 290, a.n_obs]
+    assert all(not (lo < o < hi) for lo, hi in zip(starts, stops, strict=True) for o in offsets)
+    np.testing.assert_array_equal(reader.rows(100, 300).toarray(), a.X[100:300].toarray())  # across files
+    pre, _ = fit_backed(files, n_genes=40, chunk_rows=77)
+    ref = scdiff.ConditionalDiffusion(a, **KW).preprocessor
+    assert pre.genes == ref.genes
+    np.testing.assert_allclose(pre.mean, ref.mean, rtol=1e-5, atol=1e-6)
+
+
+def test_training_on_many_files_mixes_them_in_each_buffer(three_files):
+    from scdiff.data._backed import read_backed
+
+    _, paths, a = three_files
+    model = scdiff.ConditionalDiffusion(read_backed(paths), **KW)
+    data = BackedCells(model._data.reader, model.preprocessor, model._data.codes, model._data.doses,
+                       block_rows=32, buffer_blocks=6)
+    buffers = [blocks for blocks, _ in data._plan(seed=0, epoch=0)]
+    file_of = np.searchsorted([130, 290, a.n_obs], data.starts, side="right")
+    assert max(len(set(file_of[b])) for b in buffers) >= 2  # a buffer holds several files' cells
+    model.train(steps=20, batch_size=32, progress=False)
+    assert model.sample(10, steps=2).n_obs == 10
+
+
+def test_many_files_from_the_command_line(three_files, tmp_path):
+    from typer.testing import CliRunner
+
+    from scdiff.cli import app
+
+    tmp, paths, a = three_files
+    res = CliRunner().invoke(app, ["train", *map(str, paths), "-c", "cell_type", "--steps", "5",
+                                   "--out", str(tmp_path / "run"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert scdiff.ConditionalDiffusion.load(tmp_path / "run").info()["genes_in_input"] == 60
+    other = make_counts(n_per_type=10, n_genes=50, seed=6)
+    other.write_h5ad(tmp_path / "other.h5ad")
+    res = CliRunner().invoke(app, ["train", str(paths[0]), str(tmp_path / "other.h5ad"), "-c", "cell_type",
+                                   "--out", str(tmp_path / "r2")])
+    assert res.exit_code == 1 and "holds other genes than" in res.output
+
+
+def test_files_stored_dense_and_sparse_read_together(three_files, tmp_path):
+    from scdiff.data._backed import read_backed
+
+    _, paths, a = three_files
+    dense = a[:130].copy()
+    dense.X = dense.X.toarray()
+    dense.write_h5ad(tmp_path / "dense.h5ad")
+    reader = RowReader(read_backed([tmp_path / "dense.h5ad", paths[1]]))
+    block = reader.rows(100, 200)  # 30 dense rows, then 70 sparse ones
+    np.testing.assert_array_equal(block.toarray(), a.X[100:200].toarray())

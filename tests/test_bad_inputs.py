@@ -158,8 +158,8 @@ def _existing(tmp):
 CASES = [
     Case("missing file", "does not exist",
          lambda t, r: _train_args(t / "nope.h5ad"), lambda t, r: _api_train(t / "nope.h5ad")),
-    Case("a directory", "is a directory",
-         lambda t, r: _train_args(t), lambda t, r: read_input(t)),
+    Case("a directory", "is a directory", cli_message="holds no .h5ad file",  # train reads folders
+         cli=lambda t, r: _train_args(t), api=lambda t, r: read_input(t)),
     Case("wrong format", "extension",
          lambda t, r: _train_args(_txt(t)), lambda t, r: read_input(_txt(t))),
     Case("truncated or corrupt .h5ad", "could not be read as .h5ad",

@@ -123,7 +123,7 @@ def test_sample_refuses_to_overwrite(files, tmp_path):
 
 @pytest.mark.parametrize("make, message", [
     (lambda d: d / "missing.h5ad", "does not exist"),
-    (lambda d: d, "is a directory"),
+    (lambda d: d, "holds no .h5ad file"),
     (lambda d: (d / "t.txt").write_text("x") and d / "t.txt", "extension"),
 ])
 def test_train_bad_files(tmp_path, make, message):

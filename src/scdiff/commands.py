@@ -34,7 +34,7 @@ __all__ = ["benchmark", "dose_response", "evaluate", "info", "sample", "train"]
 
 
 def train(
-    data: str | os.PathLike,
+    data: str | os.PathLike | Sequence[str | os.PathLike],
     *,
     condition: str | Sequence[str] | None = None,
     dose: str | Sequence[str] | None = None,
@@ -49,12 +49,14 @@ def train(
     progress: bool = True,
     **options,
 ) -> ConditionalDiffusion:
-    """Train on the file ``data`` and write the run to ``out`` (default ``runs/<data name>``).
+    """Train on ``data`` and write the run to ``out`` (default ``runs/<data name>``).
 
-    ``out`` is checked before anything is read: it must be empty unless ``overwrite``,
-    and ``resume`` continues the interrupted run it holds. ``backed`` reads an ``.h5ad``
-    in row chunks (data larger than memory). Under ``torchrun`` only rank 0 checks and
-    writes the folder. ``options`` go to :meth:`ConditionalDiffusion.train`.
+    ``data`` is one file, or several ``.h5ad`` files (or a folder of them) read together
+    out of core, their cells shuffled across files. ``out`` is checked before anything is
+    read: it must be empty unless ``overwrite``, and ``resume`` continues the interrupted
+    run it holds. ``backed`` reads one ``.h5ad`` in row chunks (data larger than memory).
+    Under ``torchrun`` only rank 0 checks and writes the folder. ``options`` go to
+    :meth:`ConditionalDiffusion.train`.
 
     Examples
     --------
@@ -62,16 +64,17 @@ def train(
     ...                       out="runs/pbmc", steps=200)  # doctest: +SKIP
     """
     check_options(**options)
-    data = Path(data)
-    out = Path(out) if out is not None else Path("runs") / data.stem
+    many = not isinstance(data, str | os.PathLike) or Path(data).is_dir()
+    first = Path(data) if not many or isinstance(data, str | os.PathLike) else Path(list(data)[0])
+    out = Path(out) if out is not None else Path("runs") / first.stem
     main = is_main_process()
     if main:
         check_training_dir(out, overwrite=overwrite, resume=resume)
     names = _as_list(condition) + _as_list(dose)
-    if backed:
+    if backed or many:
         from scdiff.data._backed import read_backed
 
-        adata = read_backed(data)
+        adata = read_backed(data if many else Path(data))
     else:
         adata = read_input(data, conditions=names)
     model = ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=n_genes,

@@ -59,7 +59,9 @@ def _root(
 @app.command()
 @boundary
 def train(
-    data: Annotated[Path, typer.Argument(help=".h5ad, .csv or .parquet with cells as rows.")],
+    data: Annotated[list[Path], typer.Argument(
+        help=".h5ad, .csv or .parquet with cells as rows; several .h5ad files (or a folder of "
+             "them) are read together out of core.")],
     condition: Conditions = None,
     dose: Doses = None,
     layer: Layer = None,
@@ -67,7 +69,8 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<data name>).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data (default: from its size).")] = None,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps (instead of --epochs).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Cells per step.")] = 256,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Cells per step (default 256; with --preset atlas, from the device's memory).")] = None,
     lr: Annotated[float | None, typer.Option(
         help="Peak learning rate (default 1e-3 at batch 256, x sqrt(batch / 256)).")] = None,
     device: Device = "auto",
@@ -92,6 +95,9 @@ def train(
     schedule: Annotated[str, typer.Option(
         help="The objective: cosine or linear (a diffusion predicting v), or flow (a rectified "
              "flow predicting the velocity).")] = "cosine",
+    preset: Annotated[str, typer.Option(
+        help="default, or atlas (millions of cells): the largest batch the GPU's memory holds "
+             "and CUDA graphs; batch 4096 on the CPU.")] = "default",
     threads: Threads = "auto",
     quiet: Quiet = False,
 ) -> None:
@@ -104,13 +110,14 @@ def train(
     from scdiff.train import is_main_process
 
     model = commands.train(
-        data, condition=condition, dose=dose, out=out, layer=layer, n_genes=genes, backed=backed,
+        data[0] if len(data) == 1 else data, condition=condition, dose=dose, out=out, layer=layer,
+        n_genes=genes, backed=backed,
         overwrite=overwrite, resume=resume, progress=not quiet, epochs=epochs, steps=steps,
         batch_size=batch_size, lr=lr, device=device, precision=precision, seed=seed, monitor=monitor,
         monitor_every=monitor_every, patience=patience, loss_weighting=loss_weighting,
-        clip_negative=clip_negative, schedule=schedule, threads=parse_threads(threads))
+        clip_negative=clip_negative, schedule=schedule, threads=parse_threads(threads), preset=preset)
     if not quiet and is_main_process():
-        out_console.print(f"wrote run [bold]{out or Path('runs') / data.stem}[/] ({model})",
+        out_console.print(f"wrote run [bold]{out or Path('runs') / data[0].stem}[/] ({model})",
                           highlight=False)
 
 
@@ -128,6 +135,9 @@ def sample(
         "--from", help="Translate these cells to --condition/--dose (counterfactual).")] = None,
     strength: Annotated[float, typer.Option(
         help="With --from: how far the cells are noised, in (0, 1]; lower keeps more identity.")] = 0.6,
+    invert: Annotated[bool, typer.Option(
+        "--invert", help="With --from: carry each cell to --strength along the ODE under its own "
+        "conditions (its own noise) instead of adding fresh noise.")] = False,
     guidance: Annotated[list[str] | None, typer.Option(
         help="Guidance weight (1 = conditional), or KEY=W per attribute; repeatable.")] = None,
     steps: Annotated[int | None, typer.Option(help="Sampler steps (default 50 DDIM, 1000 DDPM).")] = None,
@@ -154,7 +164,8 @@ def sample(
     path, n, genes = commands.sample(
         run, out, n_cells=n_cells, like=like, from_=from_, overwrite=overwrite,
         condition=parse_assignments(condition, option="--condition"), dose=parse_doses(dose),
-        guidance=parse_guidance(guidance), strength=strength, steps=steps, sampler=sampler, seed=seed,
+        guidance=parse_guidance(guidance), strength=strength, invert=invert, steps=steps,
+        sampler=sampler, seed=seed,
         device=device, counts=counts, zeros=zeros, progress=not quiet,
         clip="auto" if clip is None else clip, threads=parse_threads(threads))
     if not quiet:

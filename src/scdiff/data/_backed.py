@@ -1,17 +1,19 @@
-"""Data larger than memory: ``.h5ad`` read in row chunks, and ``.h5ad`` written in chunks.
+"""Data larger than memory: one ``.h5ad`` or many, read in row chunks.
 
-Training from an AnnData opened with ``backed="r"`` never holds the expression whole:
-the preprocessing is fitted in one pass over row chunks, and minibatches come from
-buffers of a few randomly chosen contiguous row blocks (``BackedCells``), shuffled
-within each buffer; the block order is reshuffled every epoch. Generated cells are
-written to ``.h5ad`` chunk by chunk (:func:`write_h5ad_chunks`) as a CSR matrix.
+Training from files opened with ``backed="r"`` never holds the expression whole: the
+preprocessing is fitted in one pass over row chunks, and minibatches come from buffers of
+a few randomly chosen contiguous row blocks (``BackedCells``), shuffled within each
+buffer; the block order, across every file, is reshuffled every epoch, so a buffer mixes
+cells of several files. Several files (one per donor or study) are read as one data set by
+:class:`BackedFiles`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -34,8 +36,41 @@ BLOCK_ROWS = 2048
 BUFFER_BLOCKS = 16
 
 
-def read_backed(path: str | os.PathLike) -> ad.AnnData:
-    """Open an ``.h5ad`` with ``backed="r"``: obs and var are read, the expression is not.
+@dataclass
+class BackedFiles:
+    """Several ``.h5ad`` files opened backed, read as one data set: their cells one after
+    another (obs concatenated), their genes the same, their expression never loaded.
+
+    Examples
+    --------
+    >>> files = read_backed(["donor1.h5ad", "donor2.h5ad"])  # doctest: +SKIP
+    >>> files.n_obs, files.isbacked  # doctest: +SKIP
+    (500000, True)
+    """
+
+    adatas: list[ad.AnnData]
+    obs: pd.DataFrame
+    var_names: pd.Index
+    isbacked: bool = True
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.obs)
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.var_names)
+
+    @property
+    def obs_names(self) -> pd.Index:
+        return self.obs.index
+
+
+def read_backed(path: str | os.PathLike | Sequence[str | os.PathLike]) -> ad.AnnData | BackedFiles:
+    """Open ``.h5ad`` files with ``backed="r"``: obs and var are read, the expression is not.
+
+    One path gives a backed AnnData; several paths, or a folder (its ``*.h5ad`` files in
+    name order), give :class:`BackedFiles`. The files must share their genes, in order.
 
     Examples
     --------
@@ -43,9 +78,41 @@ def read_backed(path: str | os.PathLike) -> ad.AnnData:
     >>> adata.isbacked  # doctest: +SKIP
     True
     """
+    paths = _paths(path)
+    adatas = [_open_backed(p) for p in paths]
+    if len(adatas) == 1:
+        return adatas[0]
+    first = adatas[0]
+    for p, a in zip(paths[1:], adatas[1:], strict=True):
+        if not a.var_names.equals(first.var_names):
+            raise InputError(f"{p} holds other genes than {paths[0]} (or in another order); give "
+                             "files with the same var_names.")
+    obs = pd.concat([a.obs for a in adatas])
     from scdiff.data._io import check_anndata
 
-    path = Path(path)
+    files = BackedFiles(adatas, obs, first.var_names)
+    check_anndata(files, source=f"the {len(paths)} files")
+    return files
+
+
+def _paths(path) -> list[Path]:
+    if isinstance(path, str | os.PathLike):
+        path = Path(path)
+        if path.is_dir():
+            found = sorted(path.glob("*.h5ad"))
+            if not found:
+                raise InputError(f"{path} holds no .h5ad file; give files or a folder of them.")
+            return found
+        return [path]
+    paths = [Path(p) for p in path]
+    if not paths:
+        raise InputError("no file given; give one .h5ad file or more.")
+    return paths
+
+
+def _open_backed(path: Path) -> ad.AnnData:
+    from scdiff.data._io import check_anndata
+
     if path.suffix.lower() != ".h5ad":
         raise InputError(f"backed reading needs an .h5ad file; {path.name} is not one: read it "
                          f"whole (without {arg('backed', True)}).")
@@ -60,10 +127,21 @@ def read_backed(path: str | os.PathLike) -> ad.AnnData:
     return adata
 
 
-class RowReader:
-    """Row ranges of a backed AnnData's ``X`` or a layer, as float32 arrays or CSR.
+@dataclass
+class _Source:
+    """One file's ``X`` (or layer): where it is, how it is stored."""
 
-    Reads straight from the file, so a layer is not loaded whole either.
+    path: Path
+    n_obs: int
+    sparse: bool
+    indptr: np.ndarray | None
+
+
+class RowReader:
+    """Row ranges of backed files' ``X`` or a layer, as float32 arrays or CSR.
+
+    Reads straight from the files, so a layer is not loaded whole either. Rows are
+    numbered across the files, one after another.
 
     Examples
     --------
@@ -72,52 +150,75 @@ class RowReader:
     (100, 2000)
     """
 
-    def __init__(self, adata: ad.AnnData, layer: str | None = None) -> None:
-        if not adata.isbacked:
+    def __init__(self, adata: ad.AnnData | BackedFiles, layer: str | None = None) -> None:
+        adatas = adata.adatas if isinstance(adata, BackedFiles) else [adata]
+        if not all(a.isbacked for a in adatas):
             raise InputError("RowReader needs an AnnData opened with backed='r'.")
-        self.path = Path(adata.filename)
         self.key = "X" if layer is None else f"layers/{layer}"
-        self.n_obs, self.n_vars = adata.n_obs, adata.n_vars
+        self.sources = [self._source(Path(a.filename), a.n_obs, layer) for a in adatas]
+        self.offsets = np.cumsum([0] + [s.n_obs for s in self.sources])
+        self.n_obs, self.n_vars = int(self.offsets[-1]), adata.n_vars
         self.var_names = pd.Index(adata.var_names.astype(str))
-        with h5py.File(self.path, "r") as fh:
+        self._fh: dict[int, h5py.File] = {}
+
+    def _source(self, path: Path, n_obs: int, layer: str | None) -> _Source:
+        with h5py.File(path, "r") as fh:
             if self.key not in fh:
                 where = "X" if layer is None else f"layer {layer!r}"
-                raise InputError(f"{self.path} holds no {where}; give {arg('layer')} a layer it has.")
+                raise InputError(f"{path} holds no {where}; give {arg('layer')} a layer it has.")
             node = fh[self.key]
             kind = node.attrs.get("encoding-type", "array")
             if isinstance(node, h5py.Group) and kind != "csr_matrix":
-                raise InputError(f"{self.path}: {self.key} is stored as {kind}; reading rows in "
+                raise InputError(f"{path}: {self.key} is stored as {kind}; reading rows in "
                                  "chunks needs CSR or dense: write it again with X as CSR "
                                  "(adata.X = adata.X.tocsr()).")
-            self.sparse = isinstance(node, h5py.Group)
-            self.indptr = node["indptr"][:] if self.sparse else None
-        self._fh: h5py.File | None = None
+            sparse = isinstance(node, h5py.Group)
+            return _Source(path, n_obs, sparse, node["indptr"][:] if sparse else None)
 
-    def _node(self):
-        if self._fh is None:  # opened lazily, so a reader can be handed to a thread
-            self._fh = h5py.File(self.path, "r")
-        return self._fh[self.key]
+    def _node(self, i: int):
+        if i not in self._fh:  # opened lazily, so a reader can be handed to a thread
+            self._fh[i] = h5py.File(self.sources[i].path, "r")
+        return self._fh[i][self.key]
 
     def rows(self, start: int, stop: int):
         """Rows ``start:stop`` (CSR when stored sparse, else a dense float32 array)."""
-        node = self._node()
-        if not self.sparse:
-            return np.asarray(node[start:stop], dtype=np.float32)
-        a, b = int(self.indptr[start]), int(self.indptr[stop])
-        data = np.asarray(node["data"][a:b], dtype=np.float32)
-        indices = node["indices"][a:b]
-        return sp.csr_matrix((data, indices, self.indptr[start : stop + 1] - a),
-                             shape=(stop - start, self.n_vars))
+        i = int(np.searchsorted(self.offsets, start, side="right")) - 1
+        end = int(self.offsets[i + 1])
+        if stop > end:  # across two files: each part from its own
+            return stack_rows([self.rows(start, end), self.rows(end, stop)])
+        source, node = self.sources[i], self._node(i)
+        a, b = start - int(self.offsets[i]), stop - int(self.offsets[i])
+        if not source.sparse:
+            return np.asarray(node[a:b], dtype=np.float32)
+        lo, hi = int(source.indptr[a]), int(source.indptr[b])
+        data = np.asarray(node["data"][lo:hi], dtype=np.float32)
+        return sp.csr_matrix((data, node["indices"][lo:hi], source.indptr[a : b + 1] - lo),
+                             shape=(b - a, self.n_vars))
+
+    def blocks(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, stops) of row blocks of at most ``size`` rows, none across two files."""
+        starts = np.concatenate([np.arange(lo, hi, size) for lo, hi in zip(
+            self.offsets[:-1], self.offsets[1:], strict=True)]).astype(np.int64)
+        ends = np.repeat(self.offsets[1:], [len(range(lo, hi, size)) for lo, hi in zip(
+            self.offsets[:-1], self.offsets[1:], strict=True)])
+        return starts, np.minimum(starts + size, ends)
 
     def chunks(self, size: int = CHUNK_ROWS) -> Iterator:
-        for start in range(0, self.n_obs, size):
-            yield self.rows(start, min(start + size, self.n_obs))
+        for start, stop in zip(*self.blocks(size), strict=True):
+            yield self.rows(int(start), int(stop))
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_fh": None}
+        return {**self.__dict__, "_fh": {}}
 
 
-def fit_backed(adata: ad.AnnData, *, layer: str | None = None, n_genes: int = 2000,
+def stack_rows(parts: list):
+    """Row blocks one above the other: CSR if any is sparse (files may differ), else dense."""
+    if any(sp.issparse(p) for p in parts):
+        return sp.vstack([sp.csr_matrix(p) for p in parts], format="csr")
+    return np.concatenate(parts)
+
+
+def fit_backed(adata: ad.AnnData | BackedFiles, *, layer: str | None = None, n_genes: int = 2000,
                chunk_rows: int = CHUNK_ROWS, clip_negative: bool = False
                ) -> tuple[Preprocessor, np.ndarray]:
     """:meth:`Preprocessor.fit` in one pass over row chunks of a backed AnnData.
@@ -180,12 +281,12 @@ class BackedCells:
         self.reader, self.pre = reader, preprocessor
         self.codes, self.doses = codes, doses
         self.block_rows, self.buffer_blocks = block_rows, buffer_blocks
-        n_blocks = -(-reader.n_obs // block_rows)
-        self.blocks = np.arange(n_blocks) if blocks is None else np.asarray(blocks)
+        self.starts, self.stops = reader.blocks(block_rows)  # blocks never span two files
+        self.blocks = np.arange(len(self.starts)) if blocks is None else np.asarray(blocks)
         self.device = device or torch.device("cpu")
 
     def _block_len(self, b: int) -> int:
-        return min(self.block_rows, self.reader.n_obs - b * self.block_rows)
+        return int(self.stops[b] - self.starts[b])
 
     def __len__(self) -> int:
         return int(sum(self._block_len(int(b)) for b in self.blocks))
@@ -204,11 +305,11 @@ class BackedCells:
 
     def _load(self, blocks: np.ndarray, perm_seed: int):
         """Rows of ``blocks``, standardised, shuffled, on the device, with their conditions."""
-        starts = [int(b) * self.block_rows for b in blocks]
-        stops = [a + self._block_len(int(b)) for a, b in zip(starts, blocks, strict=True)]
+        starts = [int(self.starts[b]) for b in blocks]
+        stops = [int(self.stops[b]) for b in blocks]
         rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
         parts = [self.reader.rows(a, b) for a, b in zip(starts, stops, strict=True)]
-        X = sp.vstack(parts, format="csr") if sp.issparse(parts[0]) else np.concatenate(parts)
+        X = stack_rows(parts)
         if self.pre.clip_negative:
             X = clip_values(X)
         if self.pre.input_scale == "counts":  # per cell, on all genes, as the fit did
@@ -255,91 +356,3 @@ class BackedCells:
                         yield x[rows], cats[rows], doses[rows]
                     del x, cats, doses
                 epoch += 1
-
-
-class _CsrAppender:
-    """A CSR matrix in an HDF5 group that grows by row blocks."""
-
-    def __init__(self, group: h5py.Group, dtype: np.dtype) -> None:
-        self.group, self.nnz, self.rows = group, 0, 0
-        self.indptr = [np.zeros(1, dtype=np.int64)]
-        kw = {"shape": (0,), "maxshape": (None,), "chunks": (1 << 18,)}
-        self.data = group.create_dataset("data", dtype=dtype, **kw)
-        self.indices = group.create_dataset("indices", dtype=np.int32, **kw)
-
-    def append(self, m: sp.csr_matrix) -> None:
-        m.sort_indices()
-        end = self.nnz + m.nnz
-        self.data.resize((end,))
-        self.indices.resize((end,))
-        self.data[self.nnz :] = m.data
-        self.indices[self.nnz :] = m.indices
-        self.indptr.append(m.indptr[1:].astype(np.int64) + self.nnz)
-        self.nnz, self.rows = end, self.rows + m.shape[0]
-
-    def close(self, n_vars: int) -> None:
-        self.group.create_dataset("indptr", data=np.concatenate(self.indptr))
-        self.group.attrs.update({"encoding-type": "csr_matrix", "encoding-version": "0.1.0",
-                                 "shape": np.array([self.rows, n_vars])})
-
-
-def write_h5ad_chunks(path: str | os.PathLike, chunks: Iterable[ad.AnnData]) -> int:
-    """Write AnnData chunks (same ``var``) into one ``.h5ad`` without holding them together.
-
-    ``X`` and each layer are written as growing CSR matrices (generated cells are mostly
-    exact zeros), ``obs`` of all chunks at the end (small), ``var`` and ``uns`` from the
-    first chunk. The file reads back with :func:`anndata.read_h5ad`. Returns the number
-    of cells.
-
-    Examples
-    --------
-    >>> parts = (ad.AnnData(np.eye(3, dtype=np.float32)) for _ in range(2))
-    >>> write_h5ad_chunks("/tmp/two.h5ad", parts)  # doctest: +SKIP
-    6
-    """
-    from anndata.io import write_elem
-
-    obs_parts: list[pd.DataFrame] = []
-    first: ad.AnnData | None = None
-    mats: dict[str, _CsrAppender] = {}
-    with h5py.File(path, "w") as fh:
-        fh.attrs.update({"encoding-type": "anndata", "encoding-version": "0.1.0"})
-        for part in chunks:
-            if first is None:
-                first, mats = part, _matrices(fh, part)
-            if list(part.var_names) != list(first.var_names) or set(part.layers) != set(mats) - {"X"}:
-                raise InputError("chunks to write hold different genes or layers; "
-                                 "give chunks of one model.")
-            for key, mat in mats.items():
-                mat.append(sp.csr_matrix(part.X if key == "X" else part.layers[key]))
-            obs_parts.append(part.obs)
-        if first is None:
-            raise InputError("there are no cells to write.")
-        for mat in mats.values():
-            mat.close(first.n_vars)
-        fh["layers"].attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
-        write_elem(fh, "obs", _concat_obs(obs_parts))
-        write_elem(fh, "var", first.var)
-        write_elem(fh, "uns", dict(first.uns))
-        for key in ("obsm", "varm", "obsp", "varp"):
-            write_elem(fh, key, {})
-    return mats["X"].rows
-
-
-def _matrices(fh: h5py.File, first: ad.AnnData) -> dict[str, _CsrAppender]:
-    """A growing CSR matrix for ``X`` and one for each layer of the first chunk."""
-    layers = fh.create_group("layers")
-    mats = {"X": _CsrAppender(fh.create_group("X"), first.X.dtype)}
-    for key in first.layers:
-        mats[key] = _CsrAppender(layers.create_group(key), first.layers[key].dtype)
-    return mats
-
-
-def _concat_obs(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """The chunks' obs as one, categoricals with the first chunk's categories (a chunk may
-    have met only some of them)."""
-    obs = pd.concat(parts)
-    for col in obs.columns:
-        if isinstance(parts[0][col].dtype, pd.CategoricalDtype):
-            obs[col] = pd.Categorical(obs[col], categories=parts[0][col].cat.categories)
-    return obs

@@ -266,8 +266,9 @@ class ConditionEncoder:
         short = n_cells - alloc.sum()
         if short:
             alloc[np.argsort(-(exact - alloc), kind="stable")[:short]] += 1
-        rows = [row[:-1] for row, k in zip(self.counts, alloc, strict=True) for _ in range(k)]
-        frame = pd.DataFrame(rows, columns=list(self.keys) + list(self.dose_keys))
+        combos = pd.DataFrame([row[:-1] for row in self.counts],
+                              columns=list(self.keys) + list(self.dose_keys))
+        frame = combos.iloc[np.repeat(np.arange(len(combos)), alloc)].reset_index(drop=True)
         return frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
 
     def request_obs(

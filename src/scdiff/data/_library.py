@@ -20,8 +20,14 @@ MAX_RATE = 1e15
 ALL_CELLS_KEY = "__all__"
 
 
-def _group_key(values: Sequence[str]) -> str:
-    return " | ".join(map(str, values))
+def _group_keys(obs: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
+    """Each row's combination of the ``keys`` columns as one string, ``"a | b"`` (vectorised:
+    a million rows take a fraction of a second)."""
+    cols = [obs[k].astype(str).to_numpy(dtype=object) for k in keys]
+    out = cols[0]
+    for col in cols[1:]:
+        out = out + " | " + col
+    return out
 
 
 def fit_library_sizes(X, obs: pd.DataFrame, *, input_scale: str,
@@ -44,7 +50,7 @@ def fit_library_sizes(X, obs: pd.DataFrame, *, input_scale: str,
     qs = np.linspace(0, 1, _N_QUANTILES)
     out = {ALL_CELLS_KEY: np.quantile(lib, qs).round(3).tolist()}
     if keys:
-        groups = obs[list(keys)].astype(str).agg(_group_key, axis=1).to_numpy()
+        groups = _group_keys(obs, keys)
         for g in np.unique(groups):
             out[str(g)] = np.quantile(lib[groups == g], qs).round(3).tolist()
     return out
@@ -60,8 +66,7 @@ def draw_library_sizes(library: dict[str, list[float]], obs: pd.DataFrame, keys:
             "library sizes; train on raw counts (or with an obs column n_counts/total_counts), "
             f"or sample without {arg('counts', True)}."
         )
-    groups = (obs[list(keys)].astype(str).agg(_group_key, axis=1).to_numpy() if keys
-              else np.full(len(obs), ALL_CELLS_KEY))
+    groups = _group_keys(obs, keys) if keys else np.full(len(obs), ALL_CELLS_KEY)
     u = rng.random(len(obs))
     qs = np.linspace(0, 1, _N_QUANTILES)
     out = np.empty(len(obs))
@@ -79,9 +84,12 @@ def counts_from_log(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.random
     Rates are capped at :data:`MAX_RATE`, where Poisson draws overflow (only unguarded
     extrapolation, ``clip=False`` at a large guidance, gets near it).
     """
+    out = np.zeros(log_x.shape, dtype=np.float32)
+    rows, cols = np.nonzero(log_x)  # a zero rate draws nothing, so only these consume the stream
     with np.errstate(over="ignore"):
-        rate = np.expm1(log_x.astype(np.float64)) * (library_sizes[:, None] / target_sum)
-    return rng.poisson(np.minimum(rate, MAX_RATE)).astype(np.float32)
+        rate = np.expm1(log_x[rows, cols].astype(np.float64)) * (library_sizes[rows] / target_sum)
+    out[rows, cols] = rng.poisson(np.minimum(rate, MAX_RATE))
+    return out
 
 
 def round_below_one_read(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.random.Generator,

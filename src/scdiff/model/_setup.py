@@ -19,6 +19,7 @@ import torch
 
 from scdiff._errors import InputError, arg
 from scdiff.data import ConditionEncoder, Preprocessor, cell_sketch, check_anndata, expression
+from scdiff.data._backed import BackedFiles
 from scdiff.data._cells import expressed_genes
 from scdiff.data._library import fit_library_sizes
 from scdiff.diffusion import NoiseSchedule
@@ -118,8 +119,9 @@ def setup(
     prediction and number of timesteps. A backed AnnData gives training cells that are
     read from disk in row blocks (:class:`~scdiff.data.BackedCells`).
     """
-    if not isinstance(adata, ad.AnnData):
-        raise InputError(f"adata needs to be an AnnData, got {type(adata).__name__}.")
+    if not isinstance(adata, ad.AnnData | BackedFiles):
+        raise InputError(f"adata needs to be an AnnData (or files from scdiff.data.read_backed), "
+                         f"got {type(adata).__name__}.")
     check_anndata(adata)
     if n_genes < 1:
         raise InputError(f"{arg('n_genes', n_genes)} needs to be at least 1.")
