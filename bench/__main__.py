@@ -6,6 +6,7 @@ python -m bench                                   # CPU, fp32 and bf16, default 
 python -m bench --nets default additive           # what the additive path costs, same run
 python -m bench --device cuda --cells 200000 --batch 4096 --sample-cells 65536
 python -m bench --atlas 1000000 --skip-throughput  # 1M-cell backed train + streamed sampling
+python -m bench --many 250000 --skip-throughput    # 4 files of 250k cells out of core vs in memory
 """
 
 from __future__ import annotations
@@ -29,16 +30,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sample-cells", type=int, default=1024)
     p.add_argument("--sample-steps", type=int, default=50)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    p.add_argument("--nets", nargs="+", choices=["default", "additive", "reference"], default=["default"],
+    p.add_argument("--nets", nargs="+", choices=["default", "additive", "reference", "wide"],
+                   default=["default"],
                    help="default: as ConditionalDiffusion builds it for one attribute; additive: "
-                        "with the additive path it gets with two or more; reference: width 512, depth 4")
+                        "with the additive path it gets with two or more; reference: width 512, "
+                        "depth 4; wide: width 1024, depth 6")
     p.add_argument("--compile", action="store_true",
-                   help="also each precision with torch.compile (training rows)")
+                   help="also each precision compiled as the trainer compiles it (compile=True: "
+                        "torch.compile, with CUDA graphs on a GPU; training rows)")
     p.add_argument("--repeats", type=int, default=2, help="alternations of trainer and bare loop")
     p.add_argument("--markdown", help="append the tables to this file")
     p.add_argument("--atlas", type=int, default=0,
                    help="also train backed on, and sample, this many synthetic cells")
     p.add_argument("--atlas-dir", default="/tmp/scdiff-atlas")
+    p.add_argument("--many", type=int, default=0,
+                   help="also train out of core on 4 files of this many cells each, against one "
+                        "file in memory")
     p.add_argument("--skip-throughput", action="store_true")
     args = p.parse_args(argv)
     if args.threads:
@@ -54,7 +61,9 @@ def main(argv: list[str] | None = None) -> None:
                    "additive": ("default network with the additive path (two or more attributes)",
                                 {**tp.DEFAULT_NET, "additive": True}),
                    "reference": ("reference size (width 512, depth 4)",
-                                 {**tp.DEFAULT_NET, "width": 512, "depth": 4})}
+                                 {**tp.DEFAULT_NET, "width": 512, "depth": 4}),
+                   "wide": ("wide network (width 1024, depth 6)",
+                            {**tp.DEFAULT_NET, "width": 1024, "depth": 6})}
         nets = [choices[name] for name in args.nets]
         measured = []
         for title, net_kw in nets:
@@ -80,6 +89,11 @@ def main(argv: list[str] | None = None) -> None:
         from bench import _atlas
 
         out.append(_atlas.run(args.atlas, args.genes, args.density, args.atlas_dir))
+        print("\n" + out[-1] + "\n", flush=True)
+    if args.many:
+        from bench import _many
+
+        out.append(_many.run(args.many, args.genes, args.density, args.atlas_dir))
         print("\n" + out[-1] + "\n", flush=True)
     if args.markdown:
         with open(args.markdown, "a") as fh:

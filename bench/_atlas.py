@@ -18,40 +18,48 @@ import numpy as np
 ROWS = 65536
 
 
-def make_atlas(path: Path, n_cells: int, n_genes: int, density: float, n_types: int = 20,
-               seed: int = 0) -> None:
-    """Poisson-like counts in CSR, each type with its own gene profile, written in chunks."""
+def _chunks(n_cells: int, n_genes: int, density: float, n_types: int, seed: int):
+    """AnnData chunks of Poisson-like counts in CSR, each type with its own gene profile."""
     import anndata as ad
     import pandas as pd
     import scipy.sparse as sp
-
-    from scdiff.data._backed import write_h5ad_chunks
-    from scdiff.data._io import atomic_write
 
     rng = np.random.default_rng(seed)
     profile = rng.gamma(0.5, 1.0, size=(n_types, n_genes))
     p_nonzero = np.clip(profile / profile.mean() * density, 0, 0.9).astype(np.float32)
     var = pd.DataFrame(index=[f"g{i}" for i in range(n_genes)])
     cats = [f"type{i}" for i in range(n_types)]
+    for start in range(0, n_cells, ROWS):
+        rows = min(ROWS, n_cells - start)
+        types = rng.integers(0, n_types, rows)
+        mask = rng.random((rows, n_genes), dtype=np.float32) < p_nonzero[types]
+        r, c = np.nonzero(mask)
+        vals = 1 + rng.poisson(3 * profile[types[r], c]).astype(np.float32)
+        X = sp.csr_matrix((vals, (r, c)), shape=(rows, n_genes))
+        obs = pd.DataFrame({"cell_type": pd.Categorical([cats[t] for t in types], categories=cats)},
+                           index=[f"c{start + i}" for i in range(rows)])
+        yield ad.AnnData(X=X, obs=obs, var=var)
 
-    def chunks():
-        for start in range(0, n_cells, ROWS):
-            rows = min(ROWS, n_cells - start)
-            types = rng.integers(0, n_types, rows)
-            mask = rng.random((rows, n_genes), dtype=np.float32) < p_nonzero[types]
-            r, c = np.nonzero(mask)
-            vals = 1 + rng.poisson(3 * profile[types[r], c]).astype(np.float32)
-            X = sp.csr_matrix((vals, (r, c)), shape=(rows, n_genes))
-            obs = pd.DataFrame({"cell_type": pd.Categorical([cats[t] for t in types], categories=cats)},
-                               index=[f"c{start + i}" for i in range(rows)])
-            yield ad.AnnData(X=X, obs=obs, var=var)
 
-    atomic_write(path, lambda tmp: write_h5ad_chunks(tmp, chunks()))  # never a partial file
+def make_atlas(path: Path, n_cells: int, n_genes: int, density: float, n_types: int = 20,
+               seed: int = 0) -> None:
+    """The synthetic atlas written chunk by chunk (never a partial file)."""
+    from scdiff.data._io import atomic_write
+    from scdiff.data._write import write_h5ad_chunks
+
+    atomic_write(path, lambda tmp: write_h5ad_chunks(tmp, _chunks(n_cells, n_genes, density, n_types,
+                                                                  seed)))
+
+
+def synthetic_counts(n_cells: int, n_genes: int, density: float, n_types: int = 20, seed: int = 0):
+    """The same cells as :func:`make_atlas` writes, in memory (for a small number of cells)."""
+    import anndata as ad
+
+    return ad.concat(list(_chunks(n_cells, n_genes, density, n_types, seed)), merge="same")
 
 
 TRAIN = """
 import json, resource, sys, time, torch
-torch.set_num_threads(2)
 import scdiff
 from scdiff.data._backed import read_backed
 path, run, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -67,14 +75,27 @@ print(json.dumps({"fit_s": t1 - t0, "train_s": t2 - t1, "steps": steps,
 
 SAMPLE = """
 import json, resource, sys, time, torch
-torch.set_num_threads(2)
+import numpy as np
 import scdiff
+from scdiff.model import _generate
+from scdiff.train import copy_with_state
 run, out, n, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+threads = torch.get_num_threads()
 model = scdiff.ConditionalDiffusion.load(run)
+options = dict(guidance=2.0, steps=steps, device="cpu", precision="bf16", threads=threads)
+# the network's own work for the same cells: every forward pass of the same chunks, no I/O
+how = _generate.Sampling(**options).resolve(model.parts)
+frame = model.encoder.training_obs(n, np.random.default_rng(0))
+codes, doses = model.encoder.encode(frame)
+net = copy_with_state(model.network, model.ema_state)
 t0 = time.perf_counter()
-model.sample_to_h5ad(out, n, guidance=2.0, steps=steps, overwrite=True, device="cpu",
-                     precision="bf16")
-print(json.dumps({"sample_s": time.perf_counter() - t0, "steps": steps,
+for a in range(0, n, 32768):
+    _generate.generate(model.parts, net, codes[a:a + 32768], doses[a:a + 32768], how)
+network_s = time.perf_counter() - t0
+t0 = time.perf_counter()
+model.sample_to_h5ad(out, n, overwrite=True, **options)
+print(json.dumps({"sample_s": time.perf_counter() - t0, "network_s": network_s, "steps": steps,
+                  "threads": threads,
                   "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 """
 
@@ -113,4 +134,8 @@ def run(n_cells: int, n_genes: int, density: float, folder: str, *, train_steps:
         f"{tr['peak_gib']:.2f} GiB (whole training process) |",
         f"| sample {n_cells:,} cells (DDIM {sa['steps']} steps, CFG 2, bf16) to .h5ad in chunks of "
         f"32,768 ({out_gb:.2f} GiB written) | {sa['sample_s']:.0f} s | {sa['peak_gib']:.2f} GiB |",
+        f"| the network's forward passes for the same cells, alone | {sa['network_s']:.0f} s | |",
+        "",
+        f"Sampling end to end / the network's own time: {sa['sample_s'] / sa['network_s']:.2f} "
+        f"({sa['threads']} threads).",
     ])

@@ -108,8 +108,9 @@ def _amp(device, dtype):
             else contextlib.nullcontext())
 
 
-def _maybe_compile(net, compile_net: bool):
-    return torch.compile(net) if compile_net else net
+def _maybe_compile(net, compile_net: bool, device: torch.device):
+    """The bare loop's network compiled as the trainer compiles it (CUDA graphs on a GPU)."""
+    return train.compile_network(net, device) if compile_net else net
 
 
 def time_trainer(net, data, schedule, device, precision: str, batch: int, steps: int,
@@ -122,16 +123,15 @@ def time_trainer(net, data, schedule, device, precision: str, batch: int, steps:
         stamps.append((step, time.perf_counter()))
 
     cfg = train.TrainConfig(steps=steps, batch_size=batch, precision=precision,
-                            log_every=WINDOW, warmup_steps=10)
-    model = _maybe_compile(copy.deepcopy(net), compile_net)
-    train.Trainer(cfg, schedule, device).fit(model, data, on_log=on_log)
+                            log_every=WINDOW, warmup_steps=10, compile=compile_net)
+    train.Trainer(cfg, schedule, device).fit(copy.deepcopy(net), data, on_log=on_log)
     return _best_rate(stamps, batch)
 
 
 def time_bare(net, data, schedule, device, dtype, batch: int, steps: int,
               compile_net: bool = False) -> float:
     """Cells/s of the same network in a bare loop: gather, noise, forward, backward, AdamW."""
-    net = _maybe_compile(copy.deepcopy(net).to(device).train(), compile_net)
+    net = _maybe_compile(copy.deepcopy(net).to(device).train(), compile_net, device)
     data = data.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=True)
     n, T = len(data), schedule.num_timesteps

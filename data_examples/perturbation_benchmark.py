@@ -41,23 +41,26 @@ def _like(real: ad.AnnData, per_group: int) -> pd.DataFrame:
 
 
 def simulated(encoder: str, dose_by, seed: int, steps, device: str, per_group: int,
-              guidances) -> pd.DataFrame:
+              guidances, schedule: str = "cosine", samplings=(("ddim", 50),)) -> pd.DataFrame:
     train = ad.read_h5ad(HERE / "simulated_train.h5ad")
     test = ad.read_h5ad(HERE / "simulated_test.h5ad")
     model = scdiff.ConditionalDiffusion(train, condition=["cell_type", "drug"], dose="dose",
-                                        dose_encoder=encoder, dose_by=dose_by)
+                                        dose_encoder=encoder, dose_by=dose_by, schedule=schedule)
     start = time.perf_counter()
     model.train(steps=steps, seed=seed, device=device, progress=False)
     took = time.perf_counter() - start
     rows = []
-    for guidance in guidances:
-        for kind in ("dose", "combination"):
-            real = test[test.obs["holdout"] == kind]
-            fake = model.sample(like=_like(real, per_group), seed=seed, device=device, guidance=guidance)
-            table = evaluate_perturbation(real, fake, train=train, baselines=True)
-            rows.append(summarize(table).reset_index().assign(holdout=kind, guidance=json.dumps(guidance)))
+    for sampler, n_steps in samplings:
+        for guidance in guidances:
+            for kind in ("dose", "combination"):
+                real = test[test.obs["holdout"] == kind]
+                fake = model.sample(like=_like(real, per_group), seed=seed, device=device,
+                                    guidance=guidance, sampler=sampler, steps=n_steps)
+                table = evaluate_perturbation(real, fake, train=train, baselines=True)
+                rows.append(summarize(table).reset_index().assign(
+                    holdout=kind, guidance=json.dumps(guidance), sampler=sampler, sample_steps=n_steps))
     out = pd.concat(rows, ignore_index=True)
-    return out.assign(encoder=encoder, dose_by=str(dose_by), seed=seed,
+    return out.assign(encoder=encoder, dose_by=str(dose_by), seed=seed, schedule=schedule,
                       train_s=round(took, 1), steps=model.train_config.steps)
 
 
@@ -216,6 +219,9 @@ def main() -> None:
     parser.add_argument("--guidance", default="[1.0]",
                         help='JSON list of guidance settings, e.g. [1.0, {"drug": 1.5, "dose": 1.5}]')
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--schedule", default="cosine", help="the objective: cosine (diffusion) or flow")
+    parser.add_argument("--sampling", default='[["ddim", 50]]',
+                        help='JSON list of [sampler, steps], e.g. [["ddim", 50], ["dpm++", 10]]')
     parser.add_argument("--pbmc", default="sigmoid", help="encoders to run the pbmc S_score check with")
     parser.add_argument("--out", type=Path, default=Path("bench/results"),
                         help="folder of simulated.csv and pbmc.json (bench/results is git-ignored)")
@@ -240,7 +246,8 @@ def main() -> None:
     results = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for enc, by in configs:
-            res = simulated(enc, by, seed, args.steps, args.device, args.per_group, guidances)
+            res = simulated(enc, by, seed, args.steps, args.device, args.per_group, guidances,
+                            args.schedule, json.loads(args.sampling))
             print(res.round(3).to_string(), flush=True)
             results.append(res)
             pd.concat(results).to_csv(args.out / "simulated.csv", index=False)

@@ -112,6 +112,19 @@ def test_translation_keeps_identity_at_low_strength(drug_model):
         model.sample(from_=ctrl, strength=1.5)
 
 
+def test_translation_by_inversion(drug_model):
+    model, small = drug_model
+    ctrl = small[small.obs["drug"] == "control"][:20]
+    out = model.sample(from_=ctrl, condition={"drug": "drugA"}, dose={"dose": 100.0}, strength=0.5,
+                       invert=True, steps=20, zeros="gene")
+    again = model.sample(from_=ctrl, condition={"drug": "drugA"}, dose={"dose": 100.0}, strength=0.5,
+                         invert=True, steps=20, zeros="gene", seed=7)
+    np.testing.assert_array_equal(out.X, again.X)  # deterministic: each cell's own noise, no draw
+    assert out.uns["scdiff"]["invert"] is True and (out.obs["drug"] == "drugA").all()
+    with pytest.raises(scdiff.InputError, match=r"invert=True carries given cells .* needs from_"):
+        model.sample(10, invert=True)
+
+
 def test_dose_response_table_and_plot(drug_model, tmp_path):
     model, _ = drug_model
     table = scdiff.perturb.dose_response(model, condition={"cell_type": "type_0", "drug": "drugA"},
@@ -144,6 +157,12 @@ def test_cli_dose_response_and_translation(tiny_run, tmp_path):
     assert res.exit_code == 0, res.output
     fake = ad.read_h5ad(gen)
     assert fake.n_obs == adata.n_obs and (fake.obs["dose"] == 10.0).all()
+    res = runner.invoke(app, ["sample", str(path), "--from", str(src), "--dose", "dose=10", "--invert",
+                              "--out", str(tmp_path / "inv.h5ad"), "--quiet"])
+    assert res.exit_code == 0 and ad.read_h5ad(tmp_path / "inv.h5ad").uns["scdiff"]["invert"]
+    res = runner.invoke(app, ["sample", str(path), "--invert", "--out", str(tmp_path / "no.h5ad")])
+    assert res.exit_code == 1 and "--invert" in res.output and "--from" in res.output
+    assert not (tmp_path / "no.h5ad").exists()
 
 
 def _perturbation_benchmark():

@@ -30,6 +30,7 @@ from scdiff.train import (
     resolve_precision,
     scaled_lr,
 )
+from scdiff.train._batch import atlas_batch
 from scdiff.train._distributed import distributed, is_main_process
 
 
@@ -39,15 +40,23 @@ def auto_steps(n_cells: int, batch_size: int) -> int:
     return int(np.clip(epochs_equiv, 2000, 20000))
 
 
-def check_options(*, epochs=None, steps=None, batch_size=256, lr=None, device="auto",
+#: Training presets: ``default`` (batch 256) and ``atlas`` (a batch from the device's
+#: memory, CUDA graphs on a GPU; :func:`preset_settings`).
+PRESETS = ("default", "atlas")
+
+
+def check_options(*, epochs=None, steps=None, batch_size=None, lr=None, device="auto",
                   precision="auto", seed=0, p_uncond=0.1, loss_weighting="snr_cap", snr_gamma=5.0,
                   checkpoint_every=500, monitor=None, monitor_every=250, patience=None,
-                  threads="auto", **_) -> None:
+                  threads="auto", preset="default", **_) -> None:
     """Refuse a bad training option before any data is read or any folder made."""
-    for name, value, low in (("epochs", epochs, 1), ("steps", steps, 1), ("patience", patience, 1)):
+    if preset not in PRESETS:
+        raise InputError(f"{arg('preset', preset)} needs to be one of {', '.join(PRESETS)}.")
+    for name, value, low in (("epochs", epochs, 1), ("steps", steps, 1), ("patience", patience, 1),
+                             ("batch_size", batch_size, 1)):
         if value is not None:
             _whole(value, name, low)
-    for name, value, low in (("batch_size", batch_size, 1), ("seed", seed, 0),
+    for name, value, low in (("seed", seed, 0),
                              ("monitor_every", monitor_every, 1), ("checkpoint_every", checkpoint_every, 0)):
         _whole(value, name, low)
     if lr is not None and not (_real(lr) and lr > 0):
@@ -73,10 +82,31 @@ def _whole(value, name: str, low: int) -> None:
         raise InputError(f"{arg(name, value)} needs to be a whole number >= {low}.")
 
 
-def train_config(n_cells: int, *, epochs: int | None, steps: int | None, batch_size: int,
-                 lr: float | None, precision: str, seed: int, p_uncond: float, checkpoint_every: int,
-                 loss_weighting: str, snr_gamma: float) -> TrainConfig:
-    """The :class:`TrainConfig` of a new run on ``n_cells`` cells."""
+def preset_settings(preset: str, batch_size: int | None, parts: ModelParts, n_cells: int,
+                    device: str, precision: str) -> tuple[int, bool]:
+    """(batch size, compile) of a training preset; a ``batch_size`` given is kept.
+
+    ``default``: batch 256, eager. ``atlas``: on a GPU the largest batch half its free
+    memory holds (:func:`scdiff.train.atlas_batch`, 4096 to 65536) and the network
+    compiled with CUDA graphs; on the CPU batch 4096; never more than 1/32 of the cells.
+    """
+    if preset == "default":
+        return (256 if batch_size is None else batch_size), False
+    dev = resolve_device(device)
+    if batch_size is None:
+        net = parts.build_network()
+        autocast = resolve_precision(precision, dev, n_params=sum(p.numel() for p in net.parameters()))
+        batch_size = atlas_batch(net, dev, n_cells, autocast=autocast)
+    return batch_size, dev.type == "cuda"
+
+
+def train_config(parts: ModelParts, n_cells: int, *, preset: str, device: str, epochs: int | None,
+                 steps: int | None, batch_size: int | None, lr: float | None, precision: str,
+                 seed: int, p_uncond: float, checkpoint_every: int, loss_weighting: str,
+                 snr_gamma: float) -> TrainConfig:
+    """The :class:`TrainConfig` of a new run on ``n_cells`` cells (batch size from ``preset``
+    where none is given)."""
+    batch_size, compiled = preset_settings(preset, batch_size, parts, n_cells, device, precision)
     weighting = check_loss_weighting(loss_weighting, snr_gamma)
     if lr is None:  # larger batches, larger steps: square-root scaling (Adam)
         lr = scaled_lr(batch_size) if batch_size >= 1 else 1e-3
@@ -94,7 +124,7 @@ def train_config(n_cells: int, *, epochs: int | None, steps: int | None, batch_s
                        precision=precision, seed=int(seed), p_uncond=float(p_uncond),
                        loss_weighting=weighting[0], snr_gamma=weighting[1],
                        warmup_steps=min(100, max(1, steps // 10)), log_every=20,
-                       checkpoint_every=every)
+                       checkpoint_every=every, compile=bool(compiled))
 
 
 @dataclass

@@ -25,6 +25,7 @@ from scdiff._progress import progress_bar
 from scdiff._threads import check_threads
 from scdiff.data._library import counts_from_log, draw_library_sizes, round_below_one_read
 from scdiff.diffusion import Guidance, sample_loop
+from scdiff.diffusion._sampler import MULTISTEP
 from scdiff.model._setup import ModelParts
 from scdiff.model._translate import translation_inputs
 from scdiff.train import resolve_device, resolve_precision
@@ -33,9 +34,13 @@ from scdiff.train import resolve_device, resolve_precision
 MAX_SAMPLE_CELLS = 50_000_000
 #: How generated values become exact zeros (see ConditionalDiffusion.sample).
 ZEROS = ("auto", "cell", "gene", "none")
-#: The reverse-process solvers: DDIM, DDPM (ancestral, stochastic) and DPM-Solver++(2M).
-SAMPLERS = ("ddim", "ddpm", "dpm++")
+#: The reverse-process solvers: DDIM, DDPM (ancestral, stochastic), DPM-Solver++(2M) and
+#: UniPC (DPM-Solver++ with a corrector that costs no network call).
+SAMPLERS = ("ddim", "ddpm", *MULTISTEP)
 CLIPS = ("auto", True, False)
+#: Steps when none are given (DDPM: every timestep); docs/performance.md measures fidelity
+#: against steps for each sampler.
+DEFAULT_STEPS = {"ddim": 50, "dpm++": 20, "unipc": 20}
 
 
 def compose_hint() -> str:
@@ -61,6 +66,7 @@ class Sampling:
     zeros: str = "auto"
     clip: bool | str = "auto"
     threads: int | str = "auto"
+    invert: bool = False
 
     def resolve(self, parts: ModelParts) -> Sampling:
         """These options checked against the model, with ``auto`` and defaults filled in;
@@ -83,13 +89,15 @@ class Sampling:
                              f"n_counts/total_counts), or sample without {arg('counts', True)}.")
         if self.clip not in CLIPS:
             raise InputError(f"{arg('clip', self.clip)} needs to be True, False or 'auto'.")
+        if not isinstance(self.invert, bool):
+            raise InputError(f"{arg('invert', self.invert)} needs to be True or False.")
         _check_whole(self.seed, "seed", low=0)
         _check_whole(self.batch_size, "batch_size", low=1)
         check_threads(self.threads)
         guide = Guidance(parts.encoder.attributes, self.guidance, pairs=parts.dose_pairs())
         zeros = self.zeros if self.zeros != "auto" else ("cell" if parts.library else "gene")
-        steps = self.steps if self.steps is not None else (
-            50 if self.sampler == "ddim" else parts.schedule.num_timesteps)
+        steps = self.steps if self.steps is not None else DEFAULT_STEPS.get(
+            self.sampler, parts.schedule.num_timesteps)
         parts.schedule.timesteps(steps)  # checks the range
         clip = (not guide.plain) if self.clip == "auto" else self.clip
         return Sampling(**{**asdict(self), "zeros": zeros, "steps": int(steps), "clip": clip})
@@ -97,7 +105,8 @@ class Sampling:
     def provenance(self) -> dict:
         g = self.guidance
         return {"sampler": self.sampler, "steps": int(self.steps), "seed": int(self.seed),
-                "guidance": dict(g) if isinstance(g, Mapping) else float(g), "clip": bool(self.clip)}
+                "guidance": dict(g) if isinstance(g, Mapping) else float(g), "clip": bool(self.clip),
+                **({"invert": True} if self.invert else {})}
 
 
 def _check_whole(value, name: str, *, low: int) -> None:
@@ -113,6 +122,7 @@ class Request:
     where: str  # how messages name the source of the conditions
     x_start: np.ndarray | None = None  # standardised expression of the cells to translate
     t_start: int | None = None
+    own: pd.DataFrame | None = None  # the translated cells' own conditions
 
 
 def _check_mapping(value, name: str, example: str) -> dict:
@@ -133,8 +143,8 @@ def make_request(parts: ModelParts, *, n_cells, condition, dose, like, from_, st
         if like is not None or n_cells is not None:
             raise InputError(f"give either {arg('from_')} (cells to translate) or {arg('like')}/"
                              f"{arg('n_cells')}, not both.")
-        frame, x_start, t_start = translation_inputs(parts, from_, condition, dose, strength, rng)
-        return Request(frame, "the cells to translate", x_start, t_start)
+        frame, own, x_start, t_start = translation_inputs(parts, from_, condition, dose, strength, rng)
+        return Request(frame, "the cells to translate", x_start, t_start, own)
     if like is not None:
         if n_cells is not None or condition or dose:
             raise InputError(f"give either {arg('like')} or {arg('n_cells')}/{arg('condition')}/"
@@ -159,13 +169,15 @@ def check_n_cells(n_cells) -> None:
 
 
 def generate(parts: ModelParts, net: nn.Module, codes: np.ndarray, doses: np.ndarray, how: Sampling,
-             *, x_start: np.ndarray | None = None, t_start: int | None = None) -> np.ndarray:
+             *, x_start: np.ndarray | None = None, t_start: int | None = None,
+             own: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Standardised expression of one generated cell per row of ``codes``/``doses``.
 
     ``net`` carries the weights to sample with (the EMA's); cells go through the reverse
     diffusion ``how.batch_size`` at a time, all guidance passes of a step in one batch.
     With ``how.clip``, every step's predicted clean cell is kept within the range each
-    gene took in training.
+    gene took in training. ``own``: the codes and doses of ``x_start``'s cells, which
+    ``how.invert`` carries up the ODE under them.
     """
     dev = resolve_device(how.device)
     autocast = resolve_precision(how.precision, dev)
@@ -176,7 +188,7 @@ def generate(parts: ModelParts, net: nn.Module, codes: np.ndarray, doses: np.nda
     n = codes.shape[0]
     out = np.empty((n, len(parts.genes)), dtype=np.float32)
     chunks = range(0, n, how.batch_size)
-    total = len(chunks) * len(parts.schedule.timesteps(how.steps))
+    total = len(chunks) * len(parts.schedule.timesteps(how.steps, trailing=how.sampler in MULTISTEP))
     with progress_bar("sampling", total, enabled=how.progress) as bar:
         for start in chunks:
             sl = slice(start, start + how.batch_size)
@@ -184,8 +196,10 @@ def generate(parts: ModelParts, net: nn.Module, codes: np.ndarray, doses: np.nda
                 net, parts.schedule, torch.from_numpy(codes[sl]).to(dev), torch.from_numpy(doses[sl]).to(dev),
                 guidance=guide, steps=how.steps, eta=1.0 if how.sampler == "ddpm" else 0.0, generator=gen,
                 autocast_dtype=autocast, on_step=bar.advance, t_start=t_start, x0_bounds=bounds,
-                multistep=how.sampler == "dpm++",
+                solver=how.sampler if how.sampler in MULTISTEP else None,
                 x_start=None if x_start is None else torch.from_numpy(x_start[sl]).to(dev),
+                invert=None if own is None or not how.invert else
+                (torch.from_numpy(own[0][sl]).to(dev), torch.from_numpy(own[1][sl]).to(dev)),
             )
             out[sl] = x.float().cpu().numpy()
     return out
@@ -244,7 +258,11 @@ def sample(parts: ModelParts, net: nn.Module, how: Sampling, *, provenance: dict
     codes, doses = parts.encoder.encode(req.frame, where=req.where)
     parts.encoder.warn_unseen_combinations(req.frame, hint="" if isinstance(how.guidance, Mapping)
                                            else compose_hint())
-    z = generate(parts, net, codes, doses, how, x_start=req.x_start, t_start=req.t_start)
+    if how.invert and from_ is None:
+        raise InputError(f"{arg('invert', True)} carries given cells up the ODE; it needs "
+                         f"{arg('from_')} (the cells to translate).")
+    own = parts.encoder.encode(req.own, where=req.where) if how.invert else None
+    z = generate(parts, net, codes, doses, how, x_start=req.x_start, t_start=req.t_start, own=own)
     out = to_anndata(parts, z, req.frame, how, rng=rng, uns={**provenance, **how.provenance()},
                      names=names_prefix(run_id, how, req.frame))
     if from_ is not None:

@@ -171,7 +171,7 @@ class ConditionalDiffusion:
         *,
         epochs: int | None = None,
         steps: int | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         lr: float | None = None,
         device: str = "auto",
         precision: str = "auto",
@@ -187,6 +187,7 @@ class ConditionalDiffusion:
         monitor_every: int = 250,
         patience: int | None = None,
         threads: int | str = "auto",
+        preset: str = "default",
     ) -> ConditionalDiffusion:
         """Fit the network to the training data given at construction.
 
@@ -215,6 +216,11 @@ class ConditionalDiffusion:
         ``threads`` is how many CPU threads torch uses: ``"auto"`` (default), the CPUs this
         process may use less those other processes keep busy (a busy core slows every
         thread of torch down many times); it is set again at every call.
+
+        ``preset``: ``"default"`` trains at ``batch_size`` 256; ``"atlas"`` (millions of
+        cells) takes, unless ``batch_size`` is given, the largest batch half the GPU's free
+        memory holds (4096 to 65536; 4096 on the CPU; at most 1/32 of the cells) and on a
+        GPU compiles the network with CUDA graphs (docs/performance.md).
         """
         if self._data is None:
             raise RunError("this model was loaded from a run and holds no training data; "
@@ -223,13 +229,15 @@ class ConditionalDiffusion:
                            precision=precision, seed=seed, p_uncond=p_uncond,
                            loss_weighting=loss_weighting, snr_gamma=snr_gamma,
                            checkpoint_every=checkpoint_every, monitor=monitor,
-                           monitor_every=monitor_every, patience=patience, threads=threads)
+                           monitor_every=monitor_every, patience=patience, threads=threads,
+                           preset=preset)
         apply_threads(threads)
         resume_from = _fit.read_resume(checkpoint_dir, self.parts) if resume else None
         cfg = resume_from.config if resume_from else _fit.train_config(
-            len(self._data), epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
-            precision=precision, seed=seed, p_uncond=p_uncond, loss_weighting=loss_weighting,
-            snr_gamma=snr_gamma, checkpoint_every=checkpoint_every if checkpoint_dir else 0)
+            self.parts, len(self._data), preset=preset, device=device, epochs=epochs, steps=steps,
+            batch_size=batch_size, lr=lr, precision=precision, seed=seed, p_uncond=p_uncond,
+            loss_weighting=loss_weighting, snr_gamma=snr_gamma,
+            checkpoint_every=checkpoint_every if checkpoint_dir else 0)
         resolve_device(device)
         torch.manual_seed(cfg.seed)
         self.network = self.parts.build_network()
@@ -265,6 +273,7 @@ class ConditionalDiffusion:
         zeros: str = "auto",
         clip: bool | str = "auto",
         threads: int | str = "auto",
+        invert: bool = False,
     ) -> ad.AnnData:
         """Generate cells as an AnnData in the training gene space (log-normalised).
 
@@ -279,7 +288,10 @@ class ConditionalDiffusion:
         With ``from_``, translate those real cells instead (counterfactual, SDEdit):
         each is noised to ``strength`` (0 < strength <= 1) of the diffusion and
         denoised under its own conditions with ``condition``/``dose`` overriding them;
-        low strength keeps more of the cell's identity, 1 forgets it.
+        low strength keeps more of the cell's identity, 1 forgets it. With ``invert``, each
+        cell is instead carried to that strength along the deterministic ODE under its
+        own conditions (DDIM inversion; on a flow model, integrating back from the data
+        side), so it starts from its own noise rather than fresh noise.
 
         The output: ``X`` holds log1p of counts per 10k in the modelled genes; where the
         model knows library sizes (trained on counts, or with an ``n_counts`` column),
@@ -311,7 +323,7 @@ class ConditionalDiffusion:
         how = _generate.Sampling(guidance=guidance, steps=steps, sampler=sampler, seed=seed,
                                  device=device, precision=precision, batch_size=batch_size,
                                  progress=progress, counts=counts, zeros=zeros, clip=clip,
-                                 threads=threads).resolve(self.parts)
+                                 threads=threads, invert=invert).resolve(self.parts)
         n_threads = apply_threads(threads)
         return _generate.sample(
             self.parts, copy_with_state(self.network, self.ema_state), how, run_id=self.run_id,
@@ -326,18 +338,10 @@ class ConditionalDiffusion:
             out["training_cells"] = self.parts.training_cells
         return out
 
-    def sample_to_h5ad(
-        self,
-        path: str | os.PathLike,
-        n_cells: int | None = None,
-        *,
-        like: ad.AnnData | pd.DataFrame | None = None,
-        chunk_size: int = _stream.STREAM_CHUNK,
-        seed: int = 0,
-        overwrite: bool = False,
-        progress: bool = False,
-        **options,
-    ) -> Path:
+    def sample_to_h5ad(self, path: str | os.PathLike, n_cells: int | None = None, *,
+                       like: ad.AnnData | pd.DataFrame | None = None,
+                       chunk_size: int = _stream.STREAM_CHUNK, seed: int = 0, overwrite: bool = False,
+                       progress: bool = False, **options) -> Path:
         """Generate cells straight into an ``.h5ad`` file, ``chunk_size`` cells at a time.
 
         For millions of cells: memory stays bounded by one chunk. Each chunk comes from
@@ -353,19 +357,10 @@ class ConditionalDiffusion:
         return _stream.sample_to_h5ad(self.sample, path, n_cells, like=like, chunk_size=chunk_size,
                                       seed=seed, overwrite=overwrite, progress=progress, **options)
 
-    def sample_to_file(
-        self,
-        path: str | os.PathLike,
-        n_cells: int | None = None,
-        *,
-        like: ad.AnnData | pd.DataFrame | None = None,
-        from_: ad.AnnData | None = None,
-        chunk_size: int = _stream.STREAM_CHUNK,
-        seed: int = 0,
-        overwrite: bool = False,
-        progress: bool = False,
-        **options,
-    ) -> Path:
+    def sample_to_file(self, path: str | os.PathLike, n_cells: int | None = None, *,
+                       like: ad.AnnData | pd.DataFrame | None = None, from_: ad.AnnData | None = None,
+                       chunk_size: int = _stream.STREAM_CHUNK, seed: int = 0, overwrite: bool = False,
+                       progress: bool = False, **options) -> Path:
         """Generate cells into ``path`` (``.h5ad`` or ``.csv``), streaming when they are many.
 
         An ``.h5ad`` of more than ``chunk_size`` cells is written chunk by chunk

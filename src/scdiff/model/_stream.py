@@ -35,7 +35,7 @@ def sample_to_h5ad(sample: Callable[..., ad.AnnData], path: str | os.PathLike, n
                    *, like: ad.AnnData | pd.DataFrame | None, chunk_size: int, seed: int,
                    overwrite: bool, progress: bool, **options) -> Path:
     """Generate cells into an ``.h5ad``, ``chunk_size`` at a time, ``X`` as CSR."""
-    from scdiff.data._backed import write_h5ad_chunks
+    from scdiff.data._write import write_h5ad_chunks
 
     path = check_output(path, overwrite=overwrite, suffixes=(".h5ad",))
     if chunk_size < 1:

@@ -19,12 +19,14 @@ def translation_inputs(
     dose: Mapping[str, float] | None,
     strength: float,
     rng: np.random.Generator,
-) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """(conditions, standardised expression, start timestep) for translating ``source``.
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, int]:
+    """(target conditions, the cells' own conditions, standardised expression, start
+    timestep) for translating ``source``.
 
     Each cell keeps its own value of every attribute not named in ``condition``/``dose``
     (its cell type, say); attributes absent from ``source.obs`` and not named are drawn
-    in training proportions.
+    in training proportions. The cells' own conditions are the target ones with each
+    named attribute set back to the cell's value where ``source.obs`` has it.
     """
     if not isinstance(source, ad.AnnData):
         raise InputError(f"the cells to translate need to be an AnnData, got {type(source).__name__}.")
@@ -36,10 +38,13 @@ def translation_inputs(
     condition, dose = dict(condition or {}), dict(dose or {})
     enc = parts.encoder
     frame = enc.request_obs(source.n_obs, condition, dose, rng)
+    own = frame.copy()
     for key in enc.attributes:
-        if key not in condition and key not in dose and key in source.obs.columns:
+        if key in source.obs.columns:
             col = source.obs[key]
-            frame[key] = (col.astype(str) if key in enc.keys else col.astype(float)).to_numpy()
+            own[key] = (col.astype(str) if key in enc.keys else col.astype(float)).to_numpy()
+            if key not in condition and key not in dose:
+                frame[key] = own[key]
     z = parts.preprocessor.transform(parts.preprocessor.log_expression(source))
     t_start = int(round(float(strength) * (parts.schedule.num_timesteps - 1)))
-    return frame, z, t_start
+    return frame, own, z, t_start

@@ -6,6 +6,7 @@ from scdiff.train._state import EMA, TrainResult, copy_with_state
 from scdiff.train._trainer import (
     TrainConfig,
     Trainer,
+    compile_network,
     drop_conditions,
     lr_at,
     resolve_device,
@@ -14,7 +15,7 @@ from scdiff.train._trainer import (
 )
 
 __all__ = [
-    "EMA", "CellTensors", "TrainConfig", "TrainResult", "Trainer", "copy_with_state",
+    "EMA", "CellTensors", "TrainConfig", "TrainResult", "Trainer", "compile_network", "copy_with_state",
     "distributed", "drop_conditions", "is_main_process", "lr_at", "rank", "resolve_device",
     "resolve_precision", "scaled_lr", "world_size",
 ]
