@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--atlas", type=int, default=0,
                    help="also train backed on, and sample, this many synthetic cells")
     p.add_argument("--atlas-dir", default="/tmp/scdiff-atlas")
+    p.add_argument("--atlas-sampling", default="ddim:2,unipc:10",
+                   help="sampler:steps,... the atlas is sampled with (each adds two passes over "
+                        "the cells: the network alone, then end to end)")
     p.add_argument("--many", type=int, default=0,
                    help="also train out of core on 4 files of this many cells each, against one "
                         "file in memory")
@@ -88,7 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.atlas:
         from bench import _atlas
 
-        out.append(_atlas.run(args.atlas, args.genes, args.density, args.atlas_dir))
+        samplings = [(x.split(":")[0], int(x.split(":")[1])) for x in args.atlas_sampling.split(",")]
+        out.append(_atlas.run(args.atlas, args.genes, args.density, args.atlas_dir,
+                              samplings=samplings))
         print("\n" + out[-1] + "\n", flush=True)
     if args.many:
         from bench import _many

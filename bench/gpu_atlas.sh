@@ -6,7 +6,7 @@
 #    compiled with CUDA graphs: the trainer's cells/s (target >= 3M) and bf16 >= fp32;
 # 2. the wide network (width 1024, depth 6), bf16: the share of the measured matmul peak
 #    (target >= 30%);
-# 3. 1M cells sampled (DPM-Solver++ 10 steps, guidance 2, bf16): the reverse process alone
+# 3. 1M cells sampled (UniPC 10 steps, guidance 2, bf16): the reverse process alone
 #    (target <= 10 s) and end to end into an .h5ad.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda")
     p.add_argument("--cells", type=int, default=1_000_000)
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--sampler", default="dpm++")
+    p.add_argument("--sampler", default="unipc")
     p.add_argument("--batch", type=int, default=131072)
     p.add_argument("--guidance", type=float, default=2.0)
     p.add_argument("--precision", default="bf16")

@@ -26,13 +26,14 @@ def old_model():
 
 def test_old_run_samples_identically(old_model):
     expected = np.load(FIXTURES / "run_v0_1_expected.npz")
-    np.testing.assert_array_equal(old_model.sample(24, seed=0).X, expected["sample"])
-    np.testing.assert_array_equal(np.asarray(old_model.sample(24, seed=1, counts=True).X),
+    ddim = {"sampler": "ddim"}  # 0.1's default sampler (now UniPC, 10 steps)
+    np.testing.assert_array_equal(old_model.sample(24, seed=0, **ddim).X, expected["sample"])
+    np.testing.assert_array_equal(np.asarray(old_model.sample(24, seed=1, counts=True, **ddim).X),
                                   expected["counts"])
     request = dict(guidance={"cell_type": 1.0, "drug": 1.5}, condition={"cell_type": "t1", "drug": "X"},
                    dose={"dose": 5.0})
     # guidance above 1 is now clipped to the data's range by default; without the guard, as then
-    np.testing.assert_array_equal(old_model.sample(24, seed=2, clip=False, **request).X,
+    np.testing.assert_array_equal(old_model.sample(24, seed=2, clip=False, **ddim, **request).X,
                                   expected["guided"])
     # a run without recorded maxima is clipped at the most any cell can hold, log1p(1e4)
     guarded = old_model.sample(24, seed=2, **request).X

@@ -6,6 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 
 import scdiff
@@ -25,7 +26,7 @@ def test_sample_shapes_obs_and_provenance(tiny_run):
     assert list(fake.var_names) == list(train.var_names)
     assert list(fake.obs.cell_type.cat.categories) == ["t0", "t1", "t2"]
     assert (fake.obs.cell_type == "t1").all() and (fake.obs.dose == 1.0).all()
-    assert fake.uns["scdiff"]["seed"] == 3 and fake.uns["scdiff"]["sampler"] == "ddim"
+    assert fake.uns["scdiff"]["seed"] == 3 and fake.uns["scdiff"]["sampler"] == "unipc"
     assert np.isfinite(fake.X).all() and (fake.X >= 0).all()
     both = ad.concat([train, fake])
     assert both.n_obs == train.n_obs + 20 and both.obs.cell_type.dtype == "category"
@@ -256,6 +257,10 @@ def test_round_below_one_read_blocks_and_in_place_give_the_same_cells():
     for rows in (1, 7, 4096):
         np.testing.assert_array_equal(round_below_one_read(x, lib, np.random.default_rng(7), block_rows=rows),
                                       whole)
+    for rows in (1, 100, 4096):  # CSR: the same cells, only the stored values touched
+        csr = round_below_one_read(sp.csr_matrix(x), lib, np.random.default_rng(7), block_rows=rows)
+        assert sp.isspmatrix_csr(csr) and (csr.data != 0).all()
+        np.testing.assert_array_equal(csr.toarray(), whole)
     y = x.copy()
     out = round_below_one_read(y, lib, np.random.default_rng(7), copy=False, block_rows=10)
     assert out is y
@@ -316,3 +321,41 @@ def test_flow_models_and_the_multistep_solver(counts_adata, tmp_path):
                                   flow.sample(20, steps=4, sampler="dpm++").X)
     translated = loaded.sample(from_=counts_adata[:10], condition={"cell_type": "t1"}, steps=10)
     assert translated.n_obs == 10 and (translated.obs["cell_type"] == "t1").all()
+
+
+def test_sparse_sample_holds_the_dense_sample_and_its_counts(tiny_run):
+    model = scdiff.ConditionalDiffusion.load(tiny_run[0])
+    dense = model.sample(40, steps=3, seed=4)
+    sparse = model.sample(40, steps=3, seed=4, sparse=True)
+    assert sp.isspmatrix_csr(sparse.X) and sp.isspmatrix_csr(sparse.layers["counts"])
+    np.testing.assert_array_equal(sparse.X.toarray(), dense.X)
+    np.testing.assert_array_equal(sparse.layers["counts"].toarray(), dense.layers["counts"])
+    assert (sparse.X.data != 0).all() and (sparse.layers["counts"].data != 0).all()
+    both = model.sample(40, steps=3, seed=4, sparse=True, counts=True)
+    np.testing.assert_array_equal(both.X.toarray(), dense.layers["counts"])
+
+
+def test_dense_to_csr_golden():
+    from scdiff.data._library import dense_to_csr
+
+    x = np.array([[0, 1.5, 0, 2], [0, 0, 0, 0], [3, 0, -1, 0]], dtype=np.float32)
+    m = dense_to_csr(x)
+    assert m.indptr.tolist() == [0, 2, 2, 4] and m.indices.tolist() == [1, 3, 0, 2]
+    assert m.data.tolist() == [1.5, 2.0, 3.0, -1.0] and m.has_sorted_indices
+    np.testing.assert_array_equal(m.toarray(), x)
+    assert dense_to_csr(np.zeros((2, 3), dtype=np.float32)).nnz == 0
+
+
+def test_sampling_defaults_unipc_10_steps_and_a_cpu_batch(tiny_run):
+    from scdiff.model._generate import SAMPLE_BATCH, Sampling
+
+    model = scdiff.ConditionalDiffusion.load(tiny_run[0])
+    how = Sampling(device="cpu").resolve(model.parts)
+    assert (how.sampler, how.steps, how.batch_size) == ("unipc", 10, 1024) and SAMPLE_BATCH[False] == 1024
+    assert Sampling(sampler="ddim", batch_size=64).resolve(model.parts).steps == 50
+    assert Sampling(sampler="ddim", batch_size=64).resolve(model.parts).batch_size == 64
+    with pytest.raises(scdiff.InputError, match="batch_size=0 needs"):
+        model.sample(5, batch_size=0)
+    # the batch only splits the cells: each gets the same noise (up to a matmul's rounding)
+    np.testing.assert_allclose(model.sample(50, sampler="ddim", steps=5, batch_size=16).X,
+                               model.sample(50, sampler="ddim", steps=5, batch_size=1024).X, rtol=1e-5)

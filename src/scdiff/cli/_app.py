@@ -140,9 +140,11 @@ def sample(
         "conditions (its own noise) instead of adding fresh noise.")] = False,
     guidance: Annotated[list[str] | None, typer.Option(
         help="Guidance weight (1 = conditional), or KEY=W per attribute; repeatable.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Sampler steps (default 50 DDIM, 1000 DDPM).")] = None,
+    steps: Annotated[int | None, typer.Option(
+        help="Sampler steps (default: unipc 10, dpm++ 20, ddim 50, ddpm 1000).")] = None,
     sampler: Annotated[str, typer.Option(
-        help="ddim, ddpm (stochastic, diffusion models only) or dpm++ (DPM-Solver++ 2M).")] = "ddim",
+        help="unipc (UniPC: DPM-Solver++ 2M with a free corrector), dpm++ (DPM-Solver++ 2M), "
+             "ddim, or ddpm (stochastic, diffusion models only).")] = "unipc",
     seed: Seed = 0,
     device: Device = "auto",
     counts: Annotated[bool, typer.Option(

@@ -77,13 +77,23 @@ def draw_library_sizes(library: dict[str, list[float]], obs: pd.DataFrame, keys:
     return out
 
 
-def counts_from_log(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.random.Generator,
-                    target_sum: float = 1e4) -> np.ndarray:
+def counts_from_log(log_x, library_sizes: np.ndarray, rng: np.random.Generator,
+                    target_sum: float = 1e4):
     """Poisson counts whose expected CP10k matches ``expm1(log_x)`` at the given library size.
 
     Rates are capped at :data:`MAX_RATE`, where Poisson draws overflow (only unguarded
-    extrapolation, ``clip=False`` at a large guidance, gets near it).
+    extrapolation, ``clip=False`` at a large guidance, gets near it). A CSR ``log_x``
+    (sorted indices, no stored zeros) gives CSR counts, drawn in the same order as from
+    the same matrix dense, so both give the same counts.
     """
+    if sp.issparse(log_x):
+        rows = np.repeat(np.arange(log_x.shape[0]), np.diff(log_x.indptr))
+        with np.errstate(over="ignore"):
+            rate = np.expm1(log_x.data.astype(np.float64)) * (library_sizes[rows] / target_sum)
+        out = sp.csr_matrix((rng.poisson(np.minimum(rate, MAX_RATE)).astype(np.float32),
+                             log_x.indices.copy(), log_x.indptr.copy()), shape=log_x.shape)
+        out.eliminate_zeros()
+        return out
     out = np.zeros(log_x.shape, dtype=np.float32)
     rows, cols = np.nonzero(log_x)  # a zero rate draws nothing, so only these consume the stream
     with np.errstate(over="ignore"):
@@ -92,9 +102,18 @@ def counts_from_log(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.random
     return out
 
 
-def round_below_one_read(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.random.Generator,
-                         target_sum: float = 1e4, *, copy: bool = True,
-                         block_rows: int = 4096) -> np.ndarray:
+def dense_to_csr(x: np.ndarray) -> sp.csr_matrix:
+    """``x`` as CSR (sorted indices, no stored zeros) in three passes over it: scipy's
+    conversion of a dense array goes through COO and costs several times more."""
+    mask = x != 0
+    indptr = np.zeros(x.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.count_nonzero(mask, axis=1), out=indptr[1:])
+    indices = np.nonzero(mask)[1].astype(np.int32)
+    return sp.csr_matrix((x[mask], indices, indptr), shape=x.shape)
+
+
+def round_below_one_read(log_x, library_sizes: np.ndarray, rng: np.random.Generator,
+                         target_sum: float = 1e4, *, copy: bool = True, block_rows: int = 4096):
     """Values below one read at the cell's depth become 0 or one read, keeping the mean.
 
     Real log-normalised expression is 0 or at least ``log1p(target_sum / library_size)``
@@ -103,10 +122,12 @@ def round_below_one_read(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.r
     each gene's mean, which perturbation scores compare) is kept while the zeros become
     as frequent as real ones.
 
-    ``copy=False`` rounds a float32 ``log_x`` in place. The work runs ``block_rows``
-    cells at a time, so its temporaries stay a few block-sized arrays rather than
-    several copies of the matrix; the uniforms are drawn block after block from one
-    stream, so the result does not depend on ``block_rows``.
+    ``log_x`` is a dense array or a CSR matrix. The uniforms are drawn ``block_rows``
+    cells at a time, one per entry of the dense matrix in row-major order whether or
+    not it is used (as scdiff 0.1 drew them, so its runs sample the same cells), so the
+    result depends neither on ``block_rows`` nor on the format; the temporaries stay
+    block-sized, and on CSR only the stored values are touched. ``copy=False`` rounds a
+    float32 ``log_x`` in place (a CSR matrix then drops the values rounded to 0).
 
     Examples
     --------
@@ -117,14 +138,30 @@ def round_below_one_read(log_x: np.ndarray, library_sizes: np.ndarray, rng: np.r
     """
     if block_rows < 1:
         raise InputError(f"block_rows = {block_rows} needs to be at least 1.")
-    read = np.log1p(target_sum / np.asarray(library_sizes, dtype=np.float64))[:, None].astype(np.float32)
+    read = np.log1p(target_sum / np.asarray(library_sizes, dtype=np.float64)).astype(np.float32)
+    if sp.issparse(log_x):
+        out = log_x.copy() if copy else log_x
+        out.data = np.asarray(out.data, dtype=np.float32)
+        for start in range(0, out.shape[0], block_rows):
+            stop = min(start + block_rows, out.shape[0])
+            u = rng.random((stop - start, out.shape[1]), dtype=np.float32)
+            a, b = out.indptr[start], out.indptr[stop]
+            rows = np.repeat(np.arange(stop - start), np.diff(out.indptr[start:stop + 1]))
+            _round_gap(out.data[a:b], read[start + rows], u[rows, out.indices[a:b]])
+        out.eliminate_zeros()
+        return out
     out = np.array(log_x, dtype=np.float32, copy=True) if copy else np.asarray(log_x, dtype=np.float32)
     for start in range(0, out.shape[0], block_rows):
-        block, one = out[start:start + block_rows], read[start:start + block_rows]
-        u = rng.random(block.shape, dtype=np.float32)
-        gap = (block > 0) & (block < one)
-        up = gap & (u < block / one)
-        block[gap] = 0.0
-        block[up] = np.broadcast_to(one, block.shape)[up]
+        block = out[start:start + block_rows]
+        one = np.broadcast_to(read[start:start + block_rows, None], block.shape)
+        _round_gap(block, one, rng.random(block.shape, dtype=np.float32))
     return out
+
+
+def _round_gap(vals: np.ndarray, one: np.ndarray, u: np.ndarray) -> None:
+    """Each of ``vals`` in (0, ``one``) becomes ``one`` where ``u < vals / one``, else 0 (in place)."""
+    gap = (vals > 0) & (vals < one)
+    up = gap & (u < vals / one)
+    vals[gap] = 0.0
+    vals[up] = one[up]
 

@@ -234,17 +234,23 @@ class Preprocessor:
                else np.full_like(mean, np.log1p(self.target_sum)))
         return (0.0 - mean) / std, (top - mean) / std
 
-    def inverse(self, z: np.ndarray, *, zeros: bool = True) -> np.ndarray:
+    def inverse(self, z: np.ndarray, *, zeros: bool = True, inplace: bool = False) -> np.ndarray:
         """Standardised values -> log-normalised expression.
 
         Negative values become zero. With ``zeros``, values below half the smallest
         non-zero value the gene took in training become exact zeros too: real data
         cannot hold them (one read is the smallest non-zero), and the continuous
-        diffusion otherwise smears the zeros into small positive values.
+        diffusion otherwise smears the zeros into small positive values. ``inplace``
+        overwrites a float32 ``z`` (no new array: the same values).
         """
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
-        x = np.maximum(z * std + mean, 0.0).astype(np.float32)
+        if inplace:
+            x = np.multiply(z, std, out=z)
+        else:
+            x = np.asarray(z, dtype=np.float32) * std
+        x += mean
+        np.maximum(x, 0.0, out=x)
         if zeros and self.min_nonzero:
             x[x < 0.5 * np.asarray(self.min_nonzero, dtype=np.float32)] = 0.0
         return x

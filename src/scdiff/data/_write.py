@@ -12,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from scdiff._errors import InputError
+from scdiff.data._library import dense_to_csr
 
 
 class _CsrAppender:
@@ -68,7 +69,8 @@ def write_h5ad_chunks(path: str | os.PathLike, chunks: Iterable[ad.AnnData]) -> 
                 raise InputError("chunks to write hold different genes or layers; "
                                  "give chunks of one model.")
             for key, mat in mats.items():
-                mat.append(sp.csr_matrix(part.X if key == "X" else part.layers[key]))
+                m = part.X if key == "X" else part.layers[key]
+                mat.append(sp.csr_matrix(m) if sp.issparse(m) else dense_to_csr(np.asarray(m)))
             obs_parts.append(part.obs)
         if first is None:
             raise InputError("there are no cells to write.")

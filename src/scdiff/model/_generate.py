@@ -17,13 +17,14 @@ from dataclasses import asdict, dataclass
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from torch import nn
 
 from scdiff._errors import InputError, arg
 from scdiff._progress import progress_bar
 from scdiff._threads import check_threads
-from scdiff.data._library import counts_from_log, draw_library_sizes, round_below_one_read
+from scdiff.data import _library
 from scdiff.diffusion import Guidance, sample_loop
 from scdiff.diffusion._sampler import MULTISTEP
 from scdiff.model._setup import ModelParts
@@ -38,9 +39,15 @@ ZEROS = ("auto", "cell", "gene", "none")
 #: UniPC (DPM-Solver++ with a corrector that costs no network call).
 SAMPLERS = ("ddim", "ddpm", *MULTISTEP)
 CLIPS = ("auto", True, False)
-#: Steps when none are given (DDPM: every timestep); docs/performance.md measures fidelity
-#: against steps for each sampler.
-DEFAULT_STEPS = {"ddim": 50, "dpm++": 20, "unipc": 20}
+#: Steps when none are given (DDPM: every timestep): the fewest at which each sampler
+#: scored within DDIM-50's seed spread on every data set (docs/performance.md).
+DEFAULT_STEPS = {"ddim": 50, "dpm++": 20, "unipc": 10}
+#: The sampler when none is given.
+DEFAULT_SAMPLER = "unipc"
+#: Cells per reverse-diffusion batch when none is given: {on a GPU?: cells}. On the CPU a
+#: batch of 8192 (its activations over the 32 MB glibc serves from the heap) spent more
+#: time faulting fresh pages than computing; 1024 sampled 2.6x faster (docs/performance.md).
+SAMPLE_BATCH = {False: 1024, True: 8192}
 
 
 def compose_hint() -> str:
@@ -56,11 +63,11 @@ class Sampling:
 
     guidance: float | Mapping[str, float] = 1.0
     steps: int | None = None
-    sampler: str = "ddim"
+    sampler: str = DEFAULT_SAMPLER
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
-    batch_size: int = 8192
+    batch_size: int | None = None
     progress: bool = False
     counts: bool = False
     zeros: str = "auto"
@@ -76,7 +83,8 @@ class Sampling:
                              f"{', '.join(SAMPLERS)}.")
         if self.sampler == "ddpm" and not parts.schedule.variance_preserving:
             raise InputError(f"{arg('sampler', 'ddpm')} needs a diffusion schedule; a flow model "
-                             f"samples with {arg('sampler', 'ddim')} or {arg('sampler', 'dpm++')}.")
+                             f"samples with {arg('sampler', 'unipc')}, {arg('sampler', 'dpm++')} or "
+                             f"{arg('sampler', 'ddim')}.")
         if self.zeros not in ZEROS:
             raise InputError(f"{arg('zeros', self.zeros)} needs to be one of {', '.join(ZEROS)}.")
         if self.zeros == "cell" and not parts.library:
@@ -92,7 +100,8 @@ class Sampling:
         if not isinstance(self.invert, bool):
             raise InputError(f"{arg('invert', self.invert)} needs to be True or False.")
         _check_whole(self.seed, "seed", low=0)
-        _check_whole(self.batch_size, "batch_size", low=1)
+        if self.batch_size is not None:
+            _check_whole(self.batch_size, "batch_size", low=1)
         check_threads(self.threads)
         guide = Guidance(parts.encoder.attributes, self.guidance, pairs=parts.dose_pairs())
         zeros = self.zeros if self.zeros != "auto" else ("cell" if parts.library else "gene")
@@ -100,7 +109,9 @@ class Sampling:
             self.sampler, parts.schedule.num_timesteps)
         parts.schedule.timesteps(steps)  # checks the range
         clip = (not guide.plain) if self.clip == "auto" else self.clip
-        return Sampling(**{**asdict(self), "zeros": zeros, "steps": int(steps), "clip": clip})
+        batch = self.batch_size or SAMPLE_BATCH[resolve_device(self.device).type == "cuda"]
+        return Sampling(**{**asdict(self), "zeros": zeros, "steps": int(steps), "clip": clip,
+                           "batch_size": int(batch)})
 
     def provenance(self) -> dict:
         g = self.guidance
@@ -213,20 +224,44 @@ LAYERS = {
 }
 
 
+#: Rows handled at a time from standardised values to expression (a block stays in cache;
+#: whole-matrix passes cost several times as much on 1M cells).
+POST_ROWS = 1024
+
+
+def _log_expression(parts: ModelParts, z: np.ndarray, lib: np.ndarray | None, zeros: str,
+                    rng: np.random.Generator) -> sp.csr_matrix:
+    """``z`` -> log-normalised expression with its zeros, as CSR: ``POST_ROWS`` rows at a
+    time back through the preprocessing (in place), the rounding below one read on the
+    non-zeros only (its uniforms in row-major order, as for the whole matrix)."""
+    pieces = []
+    for a in range(0, z.shape[0], POST_ROWS):
+        x = parts.preprocessor.inverse(z[a:a + POST_ROWS], zeros=zeros != "none", inplace=True)
+        pieces.append(_library.dense_to_csr(x))
+    X = sp.vstack(pieces, format="csr") if pieces else sp.csr_matrix(z.shape, dtype=np.float32)
+    if zeros == "cell":
+        X = _library.round_below_one_read(X, lib, rng, copy=False,
+                                          target_sum=parts.preprocessor.target_sum)
+    return X
+
+
 def to_anndata(parts: ModelParts, z: np.ndarray, frame: pd.DataFrame, how: Sampling, *,
-               rng: np.random.Generator, uns: dict, names: str) -> ad.AnnData:
+               rng: np.random.Generator, uns: dict, names: str, sparse: bool = False) -> ad.AnnData:
     """Generated standardised values -> AnnData: ``X`` log-normalised (counts with
     ``how.counts``), integer counts in ``layers["counts"]`` where the model knows library
-    sizes, typed obs named ``{names}-{i}``, provenance in ``uns["scdiff"]``."""
-    X = parts.preprocessor.inverse(z, zeros=how.zeros != "none")
-    lib = draw_library_sizes(parts.library, frame, parts.encoder.keys, rng) if parts.library else None
-    if how.zeros == "cell":
-        X = round_below_one_read(X, lib, rng, target_sum=parts.preprocessor.target_sum, copy=False)
+    sizes, typed obs named ``{names}-{i}``, provenance in ``uns["scdiff"]``. With
+    ``sparse``, the matrices are CSR (the same values; the counts drawn on the non-zeros).
+    ``z`` (float32) is overwritten."""
+    lib = (_library.draw_library_sizes(parts.library, frame, parts.encoder.keys, rng)
+           if parts.library else None)
+    X = _log_expression(parts, z, lib, how.zeros, rng)
+    counts = _library.counts_from_log(X, lib, rng) if lib is not None else None
+    if not sparse:
+        X, counts = X.toarray(), None if counts is None else counts.toarray()
     obs = parts.encoder.to_obs(frame)
     obs.index = pd.Index([f"{names}-{i}" for i in range(len(obs))])
     out = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=pd.Index(parts.genes)))
-    if lib is not None:
-        counts = counts_from_log(X, lib, rng)
+    if counts is not None:
         if how.counts:
             out.layers["log1p"], out.X = X, counts
         else:
@@ -247,7 +282,7 @@ def names_prefix(run_id: str, how: Sampling, frame: pd.DataFrame) -> str:
 
 def sample(parts: ModelParts, net: nn.Module, how: Sampling, *, provenance: dict, run_id: str,
            n_cells=None, condition=None, dose=None, like=None, from_=None,
-           strength: float = 0.6) -> ad.AnnData:
+           strength: float = 0.6, sparse: bool = False) -> ad.AnnData:
     """:meth:`ConditionalDiffusion.sample` on the model's parts and its sampling network
     (``how`` resolved by :meth:`Sampling.resolve`); ``provenance`` goes into ``uns``."""
     rng = np.random.default_rng(how.seed)
@@ -264,7 +299,7 @@ def sample(parts: ModelParts, net: nn.Module, how: Sampling, *, provenance: dict
     own = parts.encoder.encode(req.own, where=req.where) if how.invert else None
     z = generate(parts, net, codes, doses, how, x_start=req.x_start, t_start=req.t_start, own=own)
     out = to_anndata(parts, z, req.frame, how, rng=rng, uns={**provenance, **how.provenance()},
-                     names=names_prefix(run_id, how, req.frame))
+                     names=names_prefix(run_id, how, req.frame), sparse=sparse)
     if from_ is not None:
         out.obs["translated_from"] = from_.obs_names.astype(str).to_numpy()
         out.uns["scdiff"]["strength"] = float(strength)

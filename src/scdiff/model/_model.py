@@ -13,6 +13,7 @@ import anndata as ad
 import pandas as pd
 import torch
 
+from scdiff import __version__ as scdiff_version
 from scdiff._errors import RunError
 from scdiff._threads import apply_threads
 from scdiff.model import _fit, _generate, _run, _stream
@@ -263,17 +264,18 @@ class ConditionalDiffusion:
         strength: float = 0.6,
         guidance: float | Mapping[str, float] = 1.0,
         steps: int | None = None,
-        sampler: str = "ddim",
+        sampler: str = "unipc",
         seed: int = 0,
         device: str = "auto",
         precision: str = "fp32",
-        batch_size: int = 8192,
+        batch_size: int | None = None,
         progress: bool = False,
         counts: bool = False,
         zeros: str = "auto",
         clip: bool | str = "auto",
         threads: int | str = "auto",
         invert: bool = False,
+        sparse: bool = False,
     ) -> ad.AnnData:
         """Generate cells as an AnnData in the training gene space (log-normalised).
 
@@ -298,10 +300,14 @@ class ConditionalDiffusion:
         ``layers["counts"]`` holds integer counts (Poisson around the generated expression
         at library sizes drawn from the training cells of the same condition). With
         ``counts``, ``X`` holds those counts and ``layers["log1p"]`` the log-normalised
-        values. ``uns["scdiff"]`` says which (``space``, ``layers``) and how the cells
-        were made. Condition columns come back with their training dtype and categories;
-        cell names are ``gen-<digest>-<i>``, the digest differing between runs, options
-        and requests, so samples concatenate without clashes.
+        values; with ``sparse``, as CSR matrices. ``uns["scdiff"]`` says which (``space``,
+        ``layers``) and how the cells were made. Condition columns come back with their
+        training dtype and categories; cell names are ``gen-<digest>-<i>``, the digest
+        differing between runs, options and requests, so samples concatenate without clashes.
+
+        ``sampler``/``steps``: ``"unipc"`` (default, 10 steps), ``"dpm++"`` (20), ``"ddim"`` (50)
+        or ``"ddpm"`` (stochastic, every timestep); docs/performance.md scores them by steps.
+        ``batch_size``: cells per batch, by default 1024 on the CPU and 8192 on a GPU.
 
         ``guidance`` above 1 extrapolates past the conditional model; ``clip`` keeps every
         step's predicted clean cell within each gene's training range, so that no weight
@@ -328,15 +334,13 @@ class ConditionalDiffusion:
         return _generate.sample(
             self.parts, copy_with_state(self.network, self.ema_state), how, run_id=self.run_id,
             provenance={**self._provenance(), "threads": n_threads}, n_cells=n_cells,
-            condition=condition, dose=dose, like=like, from_=from_, strength=strength)
+            condition=condition, dose=dose, like=like, from_=from_, strength=strength,
+            sparse=bool(sparse))
 
     def _provenance(self) -> dict:
-        out = {"run": self._run_path or "", "run_id": self.run_id,
-               "version": _run.package_versions()["scdiff"],
-               "train_seed": self.seed if self.seed is not None else -1}
-        if self.parts.training_cells:
-            out["training_cells"] = self.parts.training_cells
-        return out
+        cells = {"training_cells": self.parts.training_cells} if self.parts.training_cells else {}
+        return {"run": self._run_path or "", "run_id": self.run_id, "version": scdiff_version,
+                "train_seed": -1 if self.seed is None else self.seed, **cells}
 
     def sample_to_h5ad(self, path: str | os.PathLike, n_cells: int | None = None, *,
                        like: ad.AnnData | pd.DataFrame | None = None,

@@ -52,8 +52,8 @@ def sample_to_h5ad(sample: Callable[..., ad.AnnData], path: str | os.PathLike, n
             for i, a in enumerate(starts):
                 b = min(a + chunk_size, total)
                 s = chunk_seed(seed, i)
-                part = (sample(like=frame.iloc[a:b], seed=s, **options) if frame is not None
-                        else sample(b - a, seed=s, **options))
+                part = (sample(like=frame.iloc[a:b], seed=s, sparse=True, **options)
+                        if frame is not None else sample(b - a, seed=s, sparse=True, **options))
                 if i == 0:  # the file's cells are named as the first chunk's, numbered on
                     prefix = str(part.obs_names[0]).rsplit("-", 1)[0]
                     part.uns["scdiff"]["chunk_size"] = int(chunk_size)
