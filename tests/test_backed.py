@@ -180,6 +180,18 @@ def test_many_files_read_as_one_data_set(three_files):
     np.testing.assert_allclose(pre.mean, ref.mean, rtol=1e-5, atol=1e-6)
 
 
+def test_cell_names_repeated_across_files_get_the_file_name(tmp_path):
+    from scdiff.data._backed import read_backed
+
+    a = make_counts(n_per_type=20, n_genes=30, seed=1)
+    for i in range(2):  # two donors, the same barcodes
+        a.write_h5ad(tmp_path / f"donor{i}.h5ad")
+    files = read_backed(tmp_path)
+    assert files.n_obs == 2 * a.n_obs and files.obs_names.is_unique
+    assert files.obs_names[0] == f"{a.obs_names[0]}-donor0"
+    assert files.obs_names[-1] == f"{a.obs_names[-1]}-donor1"
+
+
 def test_training_on_many_files_mixes_them_in_each_buffer(three_files):
     from scdiff.data._backed import read_backed
 

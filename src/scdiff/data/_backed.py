@@ -70,7 +70,9 @@ def read_backed(path: str | os.PathLike | Sequence[str | os.PathLike]) -> ad.Ann
     """Open ``.h5ad`` files with ``backed="r"``: obs and var are read, the expression is not.
 
     One path gives a backed AnnData; several paths, or a folder (its ``*.h5ad`` files in
-    name order), give :class:`BackedFiles`. The files must share their genes, in order.
+    name order), give :class:`BackedFiles`. The files must share their genes, in order;
+    where cell names repeat across files (barcodes of different donors), each cell is
+    named ``<name>-<file stem>``.
 
     Examples
     --------
@@ -88,6 +90,9 @@ def read_backed(path: str | os.PathLike | Sequence[str | os.PathLike]) -> ad.Ann
             raise InputError(f"{p} holds other genes than {paths[0]} (or in another order); give "
                              "files with the same var_names.")
     obs = pd.concat([a.obs for a in adatas])
+    if not obs.index.is_unique:  # barcodes repeat across donors: name each cell by its file too
+        obs.index = pd.Index([f"{name}-{p.stem}" for p, a in zip(paths, adatas, strict=True)
+                              for name in a.obs_names])
     from scdiff.data._io import check_anndata
 
     files = BackedFiles(adatas, obs, first.var_names)
