@@ -8,7 +8,7 @@ training cells). Printed: the scores per setting, mean over seeds, marked where 
 than DDIM-50's worst seed, and DDIM-50's seed range: the yardstick "within the seed
 spread of DDIM-50" is read against.
 
-Run from the repository root (about 45 minutes on 2 CPU cores)::
+Run from the repository root (about an hour on 2 CPU cores)::
 
     .venv/bin/python -m bench.samplers --datasets pbmc,wide,simulated --seeds 0,1,2,3
 """
