@@ -11,9 +11,6 @@ whose peak resident memory is reported.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 TIMED = """
@@ -34,17 +31,10 @@ print(json.dumps({"cells_s": steps * batch / (took[1] - took[0]),
 """
 
 
-def _child(*args) -> dict:
-    done = subprocess.run([sys.executable, "-c", TIMED, *map(str, args)], capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def run(n_cells: int, n_genes: int, density: float, folder: str, *, steps: int = 300,
         batch: int = 256) -> str:
     """Make (or reuse) four files, time both trainers; a markdown table."""
-    from bench._atlas import make_atlas
+    from bench._atlas import _child, make_atlas
 
     folder_ = Path(folder)
     folder_.mkdir(parents=True, exist_ok=True)
@@ -53,8 +43,8 @@ def run(n_cells: int, n_genes: int, density: float, folder: str, *, steps: int =
         paths.append(folder_ / f"donor{i}-{n_cells}x{n_genes}.h5ad")
         if not paths[-1].exists():
             make_atlas(paths[-1], n_cells, n_genes, density, seed=i)
-    memory = _child("memory", steps, batch, paths[0])
-    files = _child("files", steps, batch, *paths)
+    memory = _child(TIMED, "memory", steps, batch, paths[0])
+    files = _child(TIMED, "files", steps, batch, *paths)
     return "\n".join([
         f"**4 files x {n_cells:,} cells x {n_genes} genes ({density:.0%} non-zero), trained out of "
         f"core together, against one file in memory; {steps} steps of batch {batch}, steady state**",

@@ -9,16 +9,7 @@
 # 3. 1M cells sampled (UniPC 10 steps, guidance 2, bf16): the reverse process alone
 #    (target <= 10 s) and end to end into an .h5ad.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT_DIR="${1:-bench/results/gpu}"
-mkdir -p "$OUT_DIR"
-if compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$PWD/src:$PWD:$PYTHONPATH" MPLBACKEND=Agg PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+source "$(dirname "$0")/_gpu_env.sh" "${1:-}"
 timeout 200 python3 -m bench --device cuda --precision fp32 bf16 --compile --cells 1000000 \
     --batch 65536 --steps 60 --sample-cells 131072 --sample-steps 10 --repeats 1 \
     2>&1 | tee "$OUT_DIR/atlas_default.log"

@@ -8,18 +8,7 @@
 # /tmp/site. anndata 0.12 needs pandas < 3: where the machine has pandas 3, carry
 # pandas 2.3.3 with pytz and tzdata too. Logs go to OUT_DIR (default bench/results/gpu).
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT_DIR="${1:-bench/results/gpu}"
-mkdir -p "$OUT_DIR"
-if compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-# src layout: where scdiff is not installed (a bare device machine), src/ on the path is
-# what the editable install would give; the repository root serves `python -m bench`
-export PYTHONPATH="$PWD/src:$PWD:$PYTHONPATH" MPLBACKEND=Agg PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+source "$(dirname "$0")/_gpu_env.sh" "${1:-}"
 python3 - <<'PY' | tee "$OUT_DIR/versions.txt"
 import importlib
 import torch

@@ -233,3 +233,14 @@ def test_files_stored_dense_and_sparse_read_together(three_files, tmp_path):
     reader = RowReader(read_backed([tmp_path / "dense.h5ad", paths[1]]))
     block = reader.rows(100, 200)  # 30 dense rows, then 70 sparse ones
     np.testing.assert_array_equal(block.toarray(), a.X[100:200].toarray())
+
+
+def test_train_command_takes_a_list_of_files_and_refuses_an_empty_one(three_files, tmp_path):
+    from scdiff import commands
+
+    _, paths, _ = three_files
+    model = commands.train(paths, condition="cell_type", out=tmp_path / "run", steps=3, progress=False)
+    assert model.info()["genes"] > 0 and (tmp_path / "run" / "config.json").exists()
+    with pytest.raises(scdiff.InputError, match="no file given in data"):
+        commands.train([], condition="cell_type", out=tmp_path / "none")
+    assert not (tmp_path / "none").exists()

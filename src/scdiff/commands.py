@@ -64,9 +64,11 @@ def train(
     ...                       out="runs/pbmc", steps=200)  # doctest: +SKIP
     """
     check_options(**options)
-    many = not isinstance(data, str | os.PathLike) or Path(data).is_dir()
-    first = Path(data) if not many or isinstance(data, str | os.PathLike) else Path(list(data)[0])
-    out = Path(out) if out is not None else Path("runs") / first.stem
+    paths = [Path(data)] if isinstance(data, str | os.PathLike) else [Path(p) for p in data]
+    if not paths:
+        raise InputError(f"no file given in {arg('data')}; give one file or more.")
+    many = len(paths) > 1 or paths[0].is_dir()
+    out = Path(out) if out is not None else Path("runs") / paths[0].stem
     main = is_main_process()
     if main:
         check_training_dir(out, overwrite=overwrite, resume=resume)
@@ -74,9 +76,9 @@ def train(
     if backed or many:
         from scdiff.data._backed import read_backed
 
-        adata = read_backed(data if many else Path(data))
+        adata = read_backed(paths if len(paths) > 1 else paths[0])
     else:
-        adata = read_input(data, conditions=names)
+        adata = read_input(paths[0], conditions=names)
     model = ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=n_genes,
                                  clip_negative=clip_negative, schedule=schedule)
     if main and not resume:

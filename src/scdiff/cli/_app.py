@@ -110,7 +110,7 @@ def train(
     from scdiff.train import is_main_process
 
     model = commands.train(
-        data[0] if len(data) == 1 else data, condition=condition, dose=dose, out=out, layer=layer,
+        data, condition=condition, dose=dose, out=out, layer=layer,
         n_genes=genes, backed=backed,
         overwrite=overwrite, resume=resume, progress=not quiet, epochs=epochs, steps=steps,
         batch_size=batch_size, lr=lr, device=device, precision=precision, seed=seed, monitor=monitor,

@@ -91,8 +91,8 @@ def read_backed(path: str | os.PathLike | Sequence[str | os.PathLike]) -> ad.Ann
                              "files with the same var_names.")
     obs = pd.concat([a.obs for a in adatas])
     if not obs.index.is_unique:  # barcodes repeat across donors: name each cell by its file too
-        obs.index = pd.Index([f"{name}-{p.stem}" for p, a in zip(paths, adatas, strict=True)
-                              for name in a.obs_names])
+        stems = np.repeat([p.stem for p in paths], [a.n_obs for a in adatas]).astype(object)
+        obs.index = pd.Index(obs.index.astype(str).to_numpy(dtype=object) + "-" + stems)
     from scdiff.data._io import check_anndata
 
     files = BackedFiles(adatas, obs, first.var_names)
@@ -202,11 +202,10 @@ class RowReader:
 
     def blocks(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """(starts, stops) of row blocks of at most ``size`` rows, none across two files."""
-        starts = np.concatenate([np.arange(lo, hi, size) for lo, hi in zip(
-            self.offsets[:-1], self.offsets[1:], strict=True)]).astype(np.int64)
-        ends = np.repeat(self.offsets[1:], [len(range(lo, hi, size)) for lo, hi in zip(
-            self.offsets[:-1], self.offsets[1:], strict=True)])
-        return starts, np.minimum(starts + size, ends)
+        per_file = [np.arange(lo, hi, size, dtype=np.int64)
+                    for lo, hi in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
+        starts = np.concatenate(per_file)
+        return starts, np.minimum(starts + size, np.repeat(self.offsets[1:], [len(b) for b in per_file]))
 
     def chunks(self, size: int = CHUNK_ROWS) -> Iterator:
         for start, stop in zip(*self.blocks(size), strict=True):

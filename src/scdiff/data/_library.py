@@ -86,20 +86,20 @@ def counts_from_log(log_x, library_sizes: np.ndarray, rng: np.random.Generator,
     (sorted indices, no stored zeros) gives CSR counts, drawn in the same order as from
     the same matrix dense, so both give the same counts.
     """
-    if sp.issparse(log_x):
-        rows = np.repeat(np.arange(log_x.shape[0]), np.diff(log_x.indptr))
-        with np.errstate(over="ignore"):
-            rate = np.expm1(log_x.data.astype(np.float64)) * (library_sizes[rows] / target_sum)
-        out = sp.csr_matrix((rng.poisson(np.minimum(rate, MAX_RATE)).astype(np.float32),
-                             log_x.indices.copy(), log_x.indptr.copy()), shape=log_x.shape)
-        out.eliminate_zeros()
-        return out
-    out = np.zeros(log_x.shape, dtype=np.float32)
-    rows, cols = np.nonzero(log_x)  # a zero rate draws nothing, so only these consume the stream
+    if not sp.issparse(log_x):  # the same draws on the non-zeros, in row-major order
+        return counts_from_log(dense_to_csr(np.asarray(log_x)), library_sizes, rng,
+                               target_sum).toarray()
     with np.errstate(over="ignore"):
-        rate = np.expm1(log_x[rows, cols].astype(np.float64)) * (library_sizes[rows] / target_sum)
-    out[rows, cols] = rng.poisson(np.minimum(rate, MAX_RATE))
+        rate = np.expm1(log_x.data.astype(np.float64)) * (library_sizes[csr_rows(log_x.indptr)] / target_sum)
+    out = sp.csr_matrix((rng.poisson(np.minimum(rate, MAX_RATE)).astype(np.float32),
+                         log_x.indices.copy(), log_x.indptr.copy()), shape=log_x.shape)
+    out.eliminate_zeros()
     return out
+
+
+def csr_rows(indptr: np.ndarray) -> np.ndarray:
+    """The row of each stored value of a CSR matrix with this ``indptr`` (rows from 0)."""
+    return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
 
 
 def dense_to_csr(x: np.ndarray) -> sp.csr_matrix:
@@ -146,7 +146,7 @@ def round_below_one_read(log_x, library_sizes: np.ndarray, rng: np.random.Genera
             stop = min(start + block_rows, out.shape[0])
             u = rng.random((stop - start, out.shape[1]), dtype=np.float32)
             a, b = out.indptr[start], out.indptr[stop]
-            rows = np.repeat(np.arange(stop - start), np.diff(out.indptr[start:stop + 1]))
+            rows = csr_rows(out.indptr[start:stop + 1])
             _round_gap(out.data[a:b], read[start + rows], u[rows, out.indices[a:b]])
         out.eliminate_zeros()
         return out

@@ -93,9 +93,10 @@ def preset_settings(preset: str, batch_size: int | None, parts: ModelParts, n_ce
     if preset == "default":
         return (256 if batch_size is None else batch_size), False
     dev = resolve_device(device)
-    if batch_size is None:
-        net = parts.build_network()
-        autocast = resolve_precision(precision, dev, n_params=sum(p.numel() for p in net.parameters()))
+    if batch_size is None:  # a network to measure only where the batch comes from its memory
+        net = parts.build_network() if dev.type == "cuda" else None
+        autocast = None if net is None else resolve_precision(
+            precision, dev, n_params=sum(p.numel() for p in net.parameters()))
         batch_size = atlas_batch(net, dev, n_cells, autocast=autocast)
     return batch_size, dev.type == "cuda"
 

@@ -41,12 +41,12 @@ def fit_batch(bytes_per_cell: float, free_bytes: float, n_cells: int) -> int:
     return int(max(256, min(batch, per_epoch)))
 
 
-def atlas_batch(net: nn.Module, device: torch.device, n_cells: int, *,
+def atlas_batch(net: nn.Module | None, device: torch.device, n_cells: int, *,
                 autocast: torch.dtype | None = None, probe: int = 1024) -> int:
     """The atlas preset's batch for ``net`` on ``device``: on a GPU from the memory one
     forward and backward pass of ``probe`` cells takes (:func:`fit_batch`); on the CPU
-    :data:`CPU_BATCH` (at most ``n_cells / MIN_STEPS_PER_EPOCH``)."""
-    if device.type != "cuda":
+    :data:`CPU_BATCH` (at most ``n_cells / MIN_STEPS_PER_EPOCH``; ``net`` unused, may be None)."""
+    if device.type != "cuda" or net is None:
         return int(max(256, min(CPU_BATCH, n_cells // MIN_STEPS_PER_EPOCH)))
     net = net.to(device)
     torch.cuda.synchronize(device)
