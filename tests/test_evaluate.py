@@ -152,6 +152,44 @@ def test_memorisation_flags_copies_of_training_cells():
     assert not fresh["flagged"].any()
 
 
+def test_membership_attack_finds_the_training_cells_of_copies_only():
+    train, real = make_cells(seed=1), make_cells(seed=2)
+    with pytest.warns(UserWarning, match="copying"):
+        copied = evaluate(real, train.copy(), condition="cell_type", train=train, n_pcs=10)
+    # every member has a generated cell at distance 0; held-out cells do not
+    assert overall(copied, "membership_auc") > 0.95
+    assert abs(overall(copied, "membership_auc", "floor") - 0.5) < 0.15
+    fresh = evaluate(real, make_cells(seed=3), condition="cell_type", train=train, n_pcs=10)
+    assert abs(overall(fresh, "membership_auc") - 0.5) < 0.15
+    assert set(fresh.loc[fresh.metric == "membership_auc", "group"]) == {"overall"}
+
+
+def test_membership_auc_golden_values():
+    from scdiff.metrics._memorisation import membership_auc
+
+    assert membership_auc(np.array([0.1, 0.2]), np.array([1.0, 2.0])) == 1.0
+    assert membership_auc(np.array([1.0, 2.0]), np.array([0.1, 0.2])) == 0.0
+    # one of the four (member, other) pairs has the member closer: AUC 1/4
+    assert membership_auc(np.array([0.5, 3.0]), np.array([0.2, 2.0])) == 0.25
+
+
+def test_correlation_distance_sees_genes_that_stop_moving_together():
+    from scdiff.metrics._moments import gene_stats, moment_metrics
+
+    rng = np.random.default_rng(0)
+    factor = rng.normal(size=(400, 1))
+    shared = factor + 0.5 * rng.normal(size=(400, 6))  # six genes driven by one programme
+    alone = rng.normal(size=(400, 6)) * shared.std(axis=0)  # same spread, nothing shared
+    genes = np.arange(6)
+    corr = lambda x: np.corrcoef(x, rowvar=False)  # noqa: E731
+    same = moment_metrics(gene_stats(shared), gene_stats(shared), corr(shared), corr(shared))
+    lost = moment_metrics(gene_stats(shared), gene_stats(alone), corr(shared), corr(alone))
+    assert same["corr_distance"] == 0.0
+    # the programme's correlation is 1 / (1 + 0.25) = 0.8 between every pair; without it ~0
+    assert 0.7 < lost["corr_distance"] < 0.9
+    assert len(genes) == corr(shared).shape[0]
+
+
 # --- evaluate: the table, options and errors ---------------------------------------------------
 
 def test_table_layout_and_directions():
@@ -161,7 +199,7 @@ def test_table_layout_and_directions():
     assert list(table.group.unique()) == ["A", "B", "C", "overall"]
     assert set(table.better) == {"lower", "higher", "0.5"}
     assert set(table.metric) == set(scdiff.metrics.METRICS) - {"nn_distance_ratio",
-                                                                "copy_fraction"}
+                                                                "copy_fraction", "membership_auc"}
     # Without train the generated cells meet one half of the real cells, sized like the other.
     row = table[(table.group == "A") & (table.metric == "mmd")].iloc[0]
     assert (row.n_real, row.n_generated) == (30, 30)

@@ -24,7 +24,7 @@ from scdiff.data._cells import expressed_genes
 from scdiff.metrics._classifiers import fit_label_classifier, knn_auc, label_accuracy
 from scdiff.metrics._distances import PairDistances, wasserstein_pcs
 from scdiff.metrics._markers import marker_metrics, marker_scores
-from scdiff.metrics._memorisation import COPY_FLAG_MARGIN, memorisation, nearest_distance
+from scdiff.metrics._memorisation import COPY_FLAG_MARGIN, membership_auc, memorisation, nearest_distance
 from scdiff.metrics._moments import gene_corr_matrix, gene_stats, moment_metrics, top_variable
 from scdiff.metrics._pca import PCA, fit_pca
 from scdiff.metrics._plan import MIN_CELLS, Plan, group_rng, make_plan
@@ -97,8 +97,8 @@ def evaluate(
         Long table with columns ``group``, ``metric``, ``value``, ``floor``,
         ``ratio``, ``n_real``, ``n_generated``, ``better``, ``flagged``. The
         ``"overall"`` group is the mean over groups weighted by real cell
-        counts, except for ``label_accuracy``, ``nn_distance_ratio`` and
-        ``copy_fraction``, computed on all cells together. ``ratio`` is
+        counts, except for ``label_accuracy``, ``nn_distance_ratio``,
+        ``copy_fraction`` and ``membership_auc``, computed on all cells together. ``ratio`` is
         ``|value - ideal| / max(|floor - ideal|, tol)`` with each metric's ideal
         and tol in :data:`scdiff.metrics.METRICS`: 1 is as good as real data,
         NaN for the memorisation metrics. ``flagged`` marks the memorisation
@@ -155,6 +155,7 @@ def evaluate(
         pca_train = fit_pca(train_s.X[fit_train], n_pcs=n_pcs, seed=seed)
         table += _memorisation_rows(plan, *(pca_train.transform(s.X) for s in (train_s, ref, gen)),
                                     ref.labels, gen.labels, seed)
+        table += _membership_rows(train_s.X, ref.X, gen.X, n_pcs=n_pcs, seed=seed, max_cells=max_cells)
 
     df = _tidy(table, list(plan.groups))
     params = {
@@ -272,6 +273,32 @@ def _label_rows(plan: Plan, fit: _Sample, held_out: _Sample, gen: _Sample, seed:
     return out
 
 
+def _split(n_ref: int, n_train: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(real half A, real half B, a subsample of the training cells as large as B)."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_ref)
+    a, b = perm[: n_ref // 2], perm[n_ref // 2:]
+    return a, b, rng.choice(n_train, size=min(len(b), n_train), replace=False)
+
+
+def _membership_rows(X_train, X_ref, X_gen, *, n_pcs: int, seed: int, max_cells: int) -> list[dict]:
+    """A membership-inference attack on the generated cells, beside the same attack on real
+    cells: the training subsample and the real half B of :func:`_split` (members and
+    non-members, equally many), each scored by its distance to the nearest "released" cell,
+    the generated cells or (the floor) the real half A, on principal axes fitted on the
+    released cells alone, as an attacker holding only them would fit them (members and
+    non-members are then both out of the axes' sample)."""
+    a, b, t = _split(X_ref.shape[0], X_train.shape[0], seed)
+    aucs = []
+    for released in (X_gen, select_rows(X_ref, a)):
+        fit_rows = subsample(np.arange(released.shape[0]), max_cells, np.random.default_rng(seed))
+        pca = fit_pca(select_rows(released, fit_rows), n_pcs=n_pcs, seed=seed)
+        z = pca.transform(released)
+        aucs.append(membership_auc(nearest_distance(pca.transform(select_rows(X_train, t)), z),
+                                   nearest_distance(pca.transform(select_rows(X_ref, b)), z)))
+    return [row(OVERALL, "membership_auc", aucs[0], aucs[1], len(b), X_gen.shape[0])]
+
+
 def _memorisation_rows(plan: Plan, z_train: np.ndarray, z_ref: np.ndarray, z_gen: np.ndarray,
                        lab_ref: np.ndarray, lab_gen: np.ndarray, seed: int) -> list[dict]:
     """Generated cells' distance to training cells against held-out real cells; flags copies.
@@ -283,10 +310,7 @@ def _memorisation_rows(plan: Plan, z_train: np.ndarray, z_ref: np.ndarray, z_gen
     real half A, which copies nothing. A generator that copies every training cell
     shows a copy_fraction of about |B| / |train| (its sources must be in the subsample).
     """
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(z_ref))
-    a, b = perm[: len(perm) // 2], perm[len(perm) // 2:]
-    t = rng.choice(len(z_train), size=min(len(b), len(z_train)), replace=False)
+    a, b, t = _split(len(z_ref), len(z_train), seed)
     ref_train, ref_held = z_train[t], z_ref[b]
     gen_d = (nearest_distance(z_gen, ref_train), nearest_distance(z_gen, ref_held))
     real_d = (nearest_distance(z_ref[a], ref_train), nearest_distance(z_ref[a], ref_held))

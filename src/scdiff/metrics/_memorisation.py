@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
 #: A cell counts as a near copy when its nearest training cell is this many times closer
@@ -42,3 +43,19 @@ def memorisation(d_train: np.ndarray, d_heldout: np.ndarray) -> dict[str, float]
     ratio = float(np.median(d_train)) / med if med > 0 else float("nan")
     frac = float(np.mean(d_train < COPY_RATIO * d_heldout)) if len(d_train) else float("nan")
     return {"nn_distance_ratio": ratio, "copy_fraction": frac}
+
+
+def membership_auc(d_members: np.ndarray, d_others: np.ndarray) -> float:
+    """A distance attack's ROC AUC: can training cells (``d_members``, each one's distance
+    to its nearest generated cell) be told from held-out real cells (``d_others``) by being
+    closer? 0.5 when they cannot; 1 when every training cell is nearer than every held-out one.
+
+    Examples
+    --------
+    >>> membership_auc(np.array([0.1, 0.2]), np.array([1.0, 2.0]))
+    1.0
+    """
+    if len(d_members) == 0 or len(d_others) == 0:
+        return float("nan")
+    labels = np.r_[np.ones(len(d_members)), np.zeros(len(d_others))]
+    return float(roc_auc_score(labels, -np.r_[d_members, d_others]))

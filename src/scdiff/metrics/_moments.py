@@ -85,13 +85,17 @@ def moment_metrics(ref: GeneStats, other: GeneStats, ref_corr: np.ndarray, other
         ``var_pearson`` of per-gene variances, ``zero_frac_mae`` the mean
         absolute difference of the fraction of zeros per gene, and
         ``corr_pearson`` the Pearson correlation between the upper triangles
-        of the two gene-gene correlation matrices.
+        of the two gene-gene correlation matrices, ``corr_distance`` their root mean
+        squared difference (0 when the genes co-vary alike; the spread genes share,
+        measured directly).
     """
     iu = np.triu_indices(ref_corr.shape[0], k=1)
+    gap = ref_corr[iu] - other_corr[iu]
     return {
         "mean_pearson": correlation(ref.mean, other.mean),
         "mean_spearman": correlation(ref.mean, other.mean, kind="spearman"),
         "var_pearson": correlation(ref.var, other.var),
         "zero_frac_mae": float(np.mean(np.abs(ref.zero_frac - other.zero_frac))),
         "corr_pearson": correlation(ref_corr[iu], other_corr[iu]),
+        "corr_distance": float(np.sqrt(np.mean(gap * gap))) if gap.size else float("nan"),
     }

@@ -41,6 +41,9 @@ METRICS: dict[str, Metric] = {
                             "the fraction of cells with zero expression."),
     "corr_pearson": Metric("higher", 1.0, 1e-3, "How well the gene-gene correlations of the "
                            "100 most variable genes agree (Pearson)."),
+    "corr_distance": Metric("lower", 0.0, 1e-12, "Root mean squared difference between the "
+                            "gene-gene correlation matrices of the 100 most variable genes "
+                            "(within each condition): 0 when genes co-vary as in real cells."),
     "knn_auc": Metric("0.5", 0.5, 0.01, "ROC AUC of a 5-NN classifier telling real from "
                       "generated cells: 0.5 means indistinguishable, 1 means fully separable."),
     "label_accuracy": Metric("higher", 1.0, 1e-3, "A classifier trained on real cells "
@@ -57,6 +60,10 @@ METRICS: dict[str, Metric] = {
     "copy_fraction": Metric("lower", 0.0, 1e-12, "Fraction of cells twice as close to a "
                             "training cell as to any held-out real cell; the floor is that of "
                             "real held-out cells, which copy nothing.", ratio=False),
+    "membership_auc": Metric("0.5", 0.5, 0.01, "Privacy: ROC AUC of an attacker telling training "
+                             "cells from held-out real cells by their distance to the nearest "
+                             "generated cell; 0.5 means the generated cells give no member away.",
+                             ratio=False),
 }
 
 
