@@ -346,3 +346,68 @@ def test_sample_truth_seeds_doses_and_errors(sim):
         sample_truth(sim, obs.assign(dose="high"))
     with pytest.raises(InputError, match="cell_type = 'type_9'"):
         sample_truth(sim, obs.assign(cell_type="type_9"))
+
+
+# --- the gene-programmes simulator ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def programmes():
+    from scdiff.datasets import simulate_programmes
+
+    return simulate_programmes(n_cells=1200, n_genes=600, n_cell_types=3, programme_genes=(40, 80),
+                               n_markers=10, seed=3)
+
+
+def test_programmes_shapes_truth_and_split(programmes):
+    a = programmes
+    assert a.shape == (1200, 600) and sp.issparse(a.X)
+    assert np.array_equal(a.X.data, np.round(a.X.data))  # counts
+    truth = a.uns["simulation"]
+    assert truth["kind"] == "programmes" and np.asarray(truth["loadings"]).shape == (2 + 3 * 3, 600)
+    assert a.obs["split"].value_counts()["test"] == 240
+    counts_per_type = a.obs.groupby("cell_type", observed=True).size()
+    assert (counts_per_type == 400).all()
+    zeros = 1 - a.X.nnz / np.prod(a.shape)
+    assert 0.6 < zeros < 0.95  # sparse as UMI data
+
+
+def test_programme_genes_move_together_within_a_type(programmes):
+    """Genes loading on one programme correlate within a cell type; genes of no programme do not."""
+    a = programmes
+    truth = a.uns["simulation"]
+    load = np.asarray(truth["loadings"])
+    strength = np.asarray(truth["strength"])
+    cells = a[a.obs["cell_type"] == "type_0"]
+    x = np.log1p(cells.X.toarray())
+    own = 2  # the first programme of type 0
+    assert strength[own, 0] == 1.0 and strength[own, 1] == 0.0
+    genes = np.flatnonzero(np.abs(load[own]) > 0.5)
+    genes = genes[x[:, genes].mean(0) > 1.0][:10]
+    sign = np.sign(load[own, genes])
+    c = np.corrcoef(x[:, genes], rowvar=False) * sign[:, None] * sign[None, :]
+    assert np.median(c[np.triu_indices(len(genes), 1)]) > 0.15
+    quiet = np.flatnonzero((np.abs(load).sum(0) == 0) & (x.mean(0) > 1.0))[:10]
+    cq = np.corrcoef(x[:, quiet], rowvar=False)
+    assert abs(np.median(cq[np.triu_indices(len(quiet), 1)])) < 0.1
+
+
+def test_programme_truth_draws_the_simulators_distribution(programmes):
+    from scdiff.datasets import sample_truth
+
+    a = programmes
+    fresh = sample_truth(a, a[:600], seed=1)
+    assert fresh.shape == (600, 600) and "counts" in fresh.layers
+    real = np.asarray(a[:600].X.mean(0)).ravel()
+    new = np.asarray(fresh.layers["counts"].mean(0)).ravel()
+    assert np.corrcoef(np.log1p(real), np.log1p(new))[0, 1] > 0.98
+    with pytest.raises(InputError, match="cell types"):
+        sample_truth(a, pd.DataFrame({"cell_type": ["type_9"]}))
+
+
+def test_programme_simulator_checks_its_arguments():
+    from scdiff.datasets import simulate_programmes
+
+    with pytest.raises(InputError, match="programme_genes"):
+        simulate_programmes(n_cells=10, n_genes=100, programme_genes=(50, 90))
+    with pytest.raises(InputError, match="test_fraction"):
+        simulate_programmes(n_cells=10, n_genes=100, programme_genes=(5, 9), test_fraction=1.0)

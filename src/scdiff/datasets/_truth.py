@@ -196,7 +196,8 @@ def sample_truth(
     Parameters
     ----------
     source
-        An AnnData made by :func:`simulate`, or its ``uns["simulation"]`` dict.
+        An AnnData made by :func:`simulate` or :func:`simulate_programmes`, or its
+        ``uns["simulation"]`` dict.
     like
         Cells (an AnnData, or its ``.obs``) whose conditions are drawn, one cell
         per row, as in :meth:`scdiff.ConditionalDiffusion.sample`; the obs table is
@@ -204,7 +205,8 @@ def sample_truth(
     seed
         Seed of the draw.
     keys
-        The obs columns holding the cell type, the drug and the dose.
+        The obs columns holding the cell type, the drug and the dose (a programmes
+        simulation reads only the cell type).
 
     Returns
     -------
@@ -223,6 +225,8 @@ def sample_truth(
     """
     params = _params_of(source)
     obs = like.obs if isinstance(like, AnnData) else like
+    if params.get("kind") == "programmes":
+        return _programme_truth(params, obs, keys[0], seed)
     missing = [k for k in keys if k not in obs.columns]
     if missing:
         raise InputError(f"obs has no column {missing[0]!r}; sample_truth needs the columns {list(keys)}.")
@@ -241,3 +245,23 @@ def sample_truth(
     out_obs["n_counts"] = np.asarray(counts.sum(axis=1)).ravel().astype(np.float32)
     return AnnData(X=x, obs=out_obs, var=pd.DataFrame(index=gene_names(n_genes)),
                    layers={"counts": counts})
+
+
+def _programme_truth(params: Mapping[str, Any], obs: pd.DataFrame, key: str, seed: int) -> AnnData:
+    """:func:`sample_truth` of a :func:`simulate_programmes` world: fresh factors and counts."""
+    from scdiff.datasets._programmes import draw_programme_cells
+
+    if key not in obs.columns:
+        raise InputError(f"obs has no column {key!r}; sample_truth needs the cell types.")
+    types = [str(t) for t in params["cell_types"]]
+    labels = obs[key].astype(str).to_numpy()
+    unknown = sorted(set(labels) - set(types))
+    if unknown:
+        raise InputError(f"obs[{key!r}] holds {unknown[:3]}, which the simulation has not; its cell "
+                         f"types are {types}.")
+    counts = draw_programme_cells(np.random.default_rng(seed), params,
+                                  np.array([types.index(t) for t in labels], dtype=int))
+    out_obs = obs.copy()
+    out_obs["n_counts"] = np.asarray(counts.sum(axis=1)).ravel().astype(np.float32)
+    return AnnData(X=log_normalize(counts), obs=out_obs,
+                   var=pd.DataFrame(index=gene_names(counts.shape[1])), layers={"counts": counts})
