@@ -10,7 +10,7 @@ import torch
 from scdiff.data import ConditionEncoder
 from scdiff.model._setup import dose_pairs
 from scdiff.nn import DOSE_ENCODERS, ConditionalMLP, DoseEncoder, sinusoidal_embedding
-from scdiff.train._trainer import drop_conditions
+from scdiff.train import drop_conditions
 
 
 @pytest.mark.parametrize("kind", DOSE_ENCODERS)

@@ -31,3 +31,8 @@ def buffer_seed(seed: int, epoch: int, buffer: int) -> int:
 def resume_seed(seed: int, rank: int, step: int) -> int:
     """Fresh streams of a rank other than 0 resuming from rank 0's checkpoint."""
     return int(seed) + LARGE_PRIME * int(rank) + SMALL_PRIME * int(step)
+
+
+def noise_seed(seed: int, epoch: int, batch: int) -> int:
+    """The noise drawn for batch ``batch`` of ``epoch`` (cells known up to a posterior)."""
+    return (seed * LARGE_PRIME + epoch) * EPOCH_PRIME + batch

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from scdiff._seeds import epoch_seed
+from scdiff._seeds import epoch_seed, noise_seed
 
 #: Fraction of the GPU's free memory the training set may take before it stays on the host.
 DEVICE_FRACTION = 0.5
@@ -83,11 +83,51 @@ class CellTensors:
             perm = torch.randperm(n, generator=gen).to(here)
             for i in range(offset, per_epoch):
                 idx = perm[i * bs : (i + 1) * bs]
-                if gather is not None:
-                    yield gather(idx)
-                else:
-                    yield self.x[idx], self.cats[idx], self.doses[idx]
+                batch = gather(idx) if gather is not None else (self.x[idx], self.cats[idx], self.doses[idx])
+                yield self._finish(batch, idx, seed, epoch, i)
             epoch, offset = epoch + 1, 0
+
+    def _finish(self, batch, idx: torch.Tensor, seed: int, epoch: int, i: int):
+        """The minibatch as yielded (a subclass may add to it)."""
+        return batch
+
+
+@dataclass
+class PosteriorCells(CellTensors):
+    """Cells known up to a Gaussian: each minibatch draws ``x + spread * noise`` afresh.
+
+    The training cells of a latent space: ``x`` the encoder's posterior means, ``spread``
+    its posterior standard deviations (in the same standardised units). The noise of batch
+    ``i`` of an epoch comes from (seed, epoch, i) alone, so a resumed run draws what an
+    uninterrupted one would have.
+
+    Examples
+    --------
+    >>> cells = PosteriorCells(torch.zeros(8, 2), torch.zeros(8, 1, dtype=torch.long), torch.zeros(8, 0),
+    ...                        spread=torch.ones(8, 2))
+    >>> float(next(cells.batches(4, seed=0))[0].abs().sum()) > 0
+    True
+    """
+
+    spread: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> PosteriorCells:
+        moved = super().to(device)
+        return PosteriorCells(moved.x, moved.cats, moved.doses, moved.device,
+                              spread=self.spread.to(moved.x.device))
+
+    def shard(self, rank: int, world_size: int) -> PosteriorCells:
+        if world_size == 1:
+            return self
+        part = super().shard(rank, world_size)
+        return PosteriorCells(part.x, part.cats, part.doses, part.device,
+                              spread=self.spread[rank::world_size])
+
+    def _finish(self, batch, idx: torch.Tensor, seed: int, epoch: int, i: int):
+        x, cats, doses = batch
+        gen = torch.Generator().manual_seed(noise_seed(seed, epoch, i))
+        noise = torch.randn(x.shape, generator=gen).to(x.device)
+        return x + self.spread[idx.to(self.spread.device)].to(x.device) * noise, cats, doses
 
 
 class _HostToDevice:

@@ -21,6 +21,7 @@ from scdiff._errors import InputError, arg
 from scdiff._seeds import rank_seed
 from scdiff.diffusion import NoiseSchedule
 from scdiff.train._data import CellTensors
+from scdiff.train._objectives import CountObjective, DiffusionObjective
 from scdiff.train._state import EMA, TrainResult, checkpoint_tensors, reseed_rank, restore_checkpoint
 
 
@@ -120,25 +121,6 @@ def compile_network(net: nn.Module, device: torch.device) -> nn.Module:
     return torch.compile(net, mode="reduce-overhead" if device.type == "cuda" else None)
 
 
-def drop_conditions(
-    cats: torch.Tensor, doses: torch.Tensor, null_codes: torch.Tensor, p: float,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace each attribute independently by its null token with probability ``p``.
-
-    Independent dropout gives every subset of attributes an unconditional counterpart,
-    which per-attribute guidance needs.
-    """
-    if p <= 0:
-        return cats, doses
-    # drawn where the generator lives: the CPU (bit-for-bit resumable) or the GPU (no copy)
-    drop_c = torch.rand(cats.shape, generator=generator, device=generator.device).to(cats.device) < p
-    drop_d = torch.rand(doses.shape, generator=generator, device=generator.device).to(doses.device) < p
-    cats = torch.where(drop_c, null_codes.to(cats.device), cats)
-    doses = torch.where(drop_d, torch.full_like(doses, float("nan")), doses)
-    return cats, doses
-
-
 def scaled_lr(batch_size: int, *, base_lr: float = 1e-3, base_batch: int = 256) -> float:
     """The default peak learning rate: ``base_lr`` at ``base_batch``, square-root scaled.
 
@@ -174,7 +156,6 @@ class _Fit:
     scaler: torch.amp.GradScaler
     amp: contextlib.AbstractContextManager
     batches: Iterator
-    null_codes: torch.Tensor  # each attribute's null token, on the device
     running: torch.Tensor  # sums since the last log row: loss, gradient norm, steps
     rank: int
     world: int
@@ -183,7 +164,10 @@ class _Fit:
 
 
 class Trainer:
-    """Fits a network to the diffusion objective on :class:`CellTensors`.
+    """Fits a network to an objective: the diffusion loss on :class:`CellTensors` (a
+    :class:`~scdiff.diffusion.NoiseSchedule` given as the objective means that, with the
+    config's condition dropout and loss weighting), or the latent space's autoencoder
+    loss (:class:`~scdiff.train.CountObjective`) on count batches.
 
     ``on_log(step, metrics)`` is called every ``log_every`` steps (rank 0 only):
     the library never prints; the caller draws progress. ``on_checkpoint(step,
@@ -195,10 +179,15 @@ class Trainer:
     metrics for the log and whether to stop early (the run is then complete).
     """
 
-    def __init__(self, config: TrainConfig, schedule: NoiseSchedule, device: torch.device) -> None:
+    def __init__(self, config: TrainConfig, objective: NoiseSchedule | DiffusionObjective | CountObjective,
+                 device: torch.device) -> None:
         resolve_precision(config.precision, device)  # a bad precision fails here, not mid-run
         self.cfg = config
-        self.schedule = schedule
+        if isinstance(objective, NoiseSchedule):
+            objective = DiffusionObjective(objective, p_uncond=config.p_uncond,
+                                           loss_weighting=config.loss_weighting,
+                                           snr_gamma=config.snr_gamma)
+        self.objective = objective
         self.device = device
 
     def fit(
@@ -285,26 +274,17 @@ class Trainer:
         scaler = torch.amp.GradScaler(device.type, enabled=autocast == torch.float16)
         amp = (torch.autocast(device_type=device.type, dtype=autocast)
                if autocast is not None else contextlib.nullcontext())
-        return _Fit(net, train_net, opt, ema, gen, dgen, scaler, amp, batches, net.null_codes.to(device),
-                    running, rank, world, start, log)
+        self.objective.prepare(net, device)
+        return _Fit(net, train_net, opt, ema, gen, dgen, scaler, amp, batches, running, rank, world,
+                    start, log)
 
     def _step(self, f: _Fit, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on the next minibatch; returns (loss, gradient norm), on the device."""
-        cfg, device = self.cfg, self.device
+        cfg = self.cfg
         lr = lr_at(step, cfg)
         for group in f.opt.param_groups:
             group["lr"] = lr
-        x0, cats, doses = next(f.batches)
-        cats, doses = drop_conditions(cats, doses, f.null_codes, cfg.p_uncond, f.dgen)
-        t = torch.randint(0, self.schedule.num_timesteps, (x0.shape[0],), generator=f.dgen,
-                          device=f.dgen.device).to(device)
-        noise = torch.randn(x0.shape, generator=f.dgen, device=f.dgen.device).to(device)
-        x_t = self.schedule.add_noise(x0, noise, t)
-        target = self.schedule.target(x0, noise, t)
-        with f.amp:
-            out = f.train_net(x_t, t, cats, doses)
-        per_cell = ((out.float() - target) ** 2).mean(dim=1)
-        loss = (self.schedule.loss_weight(t, cfg.loss_weighting, cfg.snr_gamma) * per_cell).mean()
+        loss = self.objective(f.train_net, next(f.batches), f.dgen, f.amp, step)
         f.opt.zero_grad(set_to_none=True)
         f.scaler.scale(loss).backward()
         f.scaler.unscale_(f.opt)
