@@ -12,7 +12,7 @@ from scdiff.data._backed import BackedCells, RowReader, fit_backed
 from scdiff.data._write import write_h5ad_chunks
 from tests.conftest import make_counts
 
-KW = dict(condition="cell_type", dose="dose", n_genes=40, width=32, depth=1)
+KW = dict(condition="cell_type", dose="dose", n_genes=40, width=32, depth=1, space="gene")
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +38,19 @@ def test_chunked_fit_equals_the_in_memory_fit(files, name):
     np.testing.assert_allclose(pre.min_nonzero, ref.preprocessor.min_nonzero, rtol=1e-6)
     model = scdiff.ConditionalDiffusion(backed, **KW)
     assert model.library == ref.library
-    assert isinstance(model._data, BackedCells) and len(model._data) == a.n_obs
+    assert isinstance(model._data.genes, BackedCells) and len(model._data.genes) == a.n_obs
 
 
 def _cells(tmp, a, **kw):
     model = scdiff.ConditionalDiffusion(ad.read_h5ad(tmp / "csr.h5ad", backed="r"), **KW)
-    return BackedCells(model._data.reader, model.preprocessor, model._data.codes,
-                       model._data.doses, block_rows=64, buffer_blocks=3, **kw), model
+    return BackedCells(model._data.genes.reader, model.preprocessor, model._data.genes.codes,
+                       model._data.genes.doses, block_rows=64, buffer_blocks=3, **kw), model
 
 
 def test_streamed_batches_are_the_training_data_shuffled(files):
     tmp, a = files
     data, model = _cells(tmp, a)
-    ref = scdiff.ConditionalDiffusion(a, **KW)._data
+    ref = scdiff.ConditionalDiffusion(a, **KW)._data.genes
     per_epoch = sum(n // 32 for _, n in data._plan(0, 0))
     batches = [next(it) for it in [data.batches(32, seed=0)] for _ in range(per_epoch)]
     x = torch.cat([b[0] for b in batches])
@@ -197,7 +197,8 @@ def test_training_on_many_files_mixes_them_in_each_buffer(three_files):
 
     _, paths, a = three_files
     model = scdiff.ConditionalDiffusion(read_backed(paths), **KW)
-    data = BackedCells(model._data.reader, model.preprocessor, model._data.codes, model._data.doses,
+    cells = model._data.genes
+    data = BackedCells(cells.reader, model.preprocessor, cells.codes, cells.doses,
                        block_rows=32, buffer_blocks=6)
     buffers = [blocks for blocks, _ in data._plan(seed=0, epoch=0)]
     file_of = np.searchsorted([130, 290, a.n_obs], data.starts, side="right")

@@ -317,6 +317,25 @@ CASES = [
          cli_message="needs the form KEY=VALUE",
          cli=lambda t, r: _sample(r, t, "--condition", "t1"),
          api=lambda t, r: scdiff.ConditionalDiffusion.load(r).sample(3, condition="t1")),
+    Case("an unknown space", "space='latnet' needs to be one of auto, gene, pca, latent",
+         cli_message="--space latnet needs to be one of",
+         cli=lambda t, r: _train_args(_write(t, "d.h5ad", make_counts()), "--space", "latnet"),
+         api=lambda t, r: _api_train(_write(t, "d.h5ad", make_counts()), space="latnet")),
+    Case("a latent space without library sizes", "space='latent' decodes counts and needs each cell's "
+         "library size", cli_message="--space latent decodes counts",
+         cli=lambda t, r: _train_args(_data(t, "lg.h5ad", _set_x(lambda a: log_normalize(a.X))),
+                                      "--space", "latent"),
+         api=lambda t, r: _api_train(_data(t, "lg.h5ad", _set_x(lambda a: log_normalize(a.X))),
+                                     space="latent")),
+    Case("zeros rule for a latent-space model", "zeros='cell' shapes the zeros of a gene-space model",
+         cli_message="--zeros cell shapes the zeros",
+         cli=lambda t, r: ["sample", _latent_run(t), "--out", t / "g.h5ad", "--zeros", "cell",
+                           "--n-cells", 3],
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(_latent_run(t)).sample(3, zeros="cell")),
+    Case("a latent dimension of one", "latent_dim=1 needs to be a whole number >= 2",
+         cli_message="--latent-dim 1 needs",
+         cli=lambda t, r: _train_args(_write(t, "d.h5ad", make_counts()), "--latent-dim", 1),
+         api=lambda t, r: _api_train(_write(t, "d.h5ad", make_counts()), latent_dim=1)),
 ]
 
 
@@ -395,6 +414,18 @@ def _log_run(tmp):
         m = scdiff.ConditionalDiffusion(a, condition="cell_type", width=16, depth=1)
         _LOG_RUN["path"] = m.train(steps=2, progress=False).save(tmp / "logrun")
     return _LOG_RUN["path"]
+
+
+_LATENT_RUN: dict = {}
+
+
+def _latent_run(tmp):
+    """A run in a latent space (cached per session)."""
+    if "path" not in _LATENT_RUN:
+        m = scdiff.ConditionalDiffusion(make_counts(seed=10), condition="cell_type", width=16, depth=1,
+                                        space="latent", latent_dim=4, autoencoder={"width": 16})
+        _LATENT_RUN["path"] = m.train(steps=2, progress=False).save(tmp / "latentrun")
+    return _LATENT_RUN["path"]
 
 
 def _snapshot(*dirs: Path) -> dict:

@@ -34,9 +34,13 @@ def files(tmp_path_factory):
 
 def test_train_writes_run(files):
     names = sorted(p.name for p in (files / "run").iterdir())
-    assert names == ["config.json", "ema.safetensors", "loss.png", "model.safetensors", "train_log.csv"]
+    # counts: the default space is the autoencoder's latent, its weights and log beside the network's
+    assert names == ["config.json", "ema.safetensors", "loss.png", "model.safetensors",
+                     "space.safetensors", "space_log.csv", "train_log.csv"]
     cfg = json.loads((files / "run" / "config.json").read_text())
     assert cfg["conditions"]["keys"] == ["cell_type"] and cfg["train"]["steps"] == 25
+    assert cfg["space"]["kind"] == "latent" and cfg["space_train"]["steps"] == 25
+    assert cfg["files"]["space.safetensors"]
     assert cfg["preprocess"]["input_scale"] == "counts" and "torch" in cfg["versions"]
 
 
@@ -76,11 +80,11 @@ def test_sample_condition_and_like(files):
     assert ad.read_h5ad(like).n_obs == 30
 
 
-def test_sample_zeros_option(files):
+def test_sample_zeros_option(files, tiny_run):
     out = {}
-    for rule in ("gene", "cell"):
+    for rule in ("gene", "cell"):  # a gene-space run's options (a latent one draws counts)
         path = files / f"zeros_{rule}.h5ad"
-        res = invoke("sample", files / "run", "--n-cells", 40, "--steps", 5, "--zeros", rule,
+        res = invoke("sample", tiny_run[0], "--n-cells", 40, "--steps", 5, "--zeros", rule,
                      "--out", path, "--quiet")
         assert res.exit_code == 0, res.output
         out[rule] = ad.read_h5ad(path)
@@ -170,7 +174,7 @@ def test_version_and_module_entry():
     assert proc.returncode == 0 and "train" in proc.stdout
 
 
-def test_messages_name_flags_on_the_cli_and_parameters_in_python(files, tmp_path):
+def test_messages_name_flags_on_the_cli_and_parameters_in_python(files, tmp_path, tiny_run):
     """One library message, two readings: the CLI's boundary spells parameters as flags."""
     res = invoke("train", files / "train.h5ad", "-c", "cell_type", "--out", files / "run", "--steps", 2)
     assert "choose another --out or pass --overwrite" in " ".join(res.output.split())
@@ -179,7 +183,7 @@ def test_messages_name_flags_on_the_cli_and_parameters_in_python(files, tmp_path
     res = invoke("train", files / "train.h5ad", "-c", "cell_type", "--out", tmp_path / "r",
                  "--resume", "--overwrite")
     assert "--resume continues a run and --overwrite replaces it" in " ".join(res.output.split())
-    res = invoke("sample", files / "run", "--out", tmp_path / "x.h5ad", "--zeros", "cell", "--counts",
+    res = invoke("sample", tiny_run[0], "--out", tmp_path / "x.h5ad", "--zeros", "cell", "--counts",
                  "--n-cells", 2, "--from", files / "test.h5ad", "--steps", 2)
     assert "give either --from (cells to translate) or --like/--n-cells" in " ".join(res.output.split())
 

@@ -25,7 +25,8 @@ WORKER = textwrap.dedent(f"""
     from scdiff.train import is_main_process, rank, world_size
     out = sys.argv[1]
     a = ad.read_h5ad(out + "/data.h5ad")
-    model = scdiff.ConditionalDiffusion(a, condition="cell_type", dose="dose", width=32, depth=2)
+    model = scdiff.ConditionalDiffusion(a, condition="cell_type", dose="dose", width=32, depth=2,
+                                        space="gene")
     model.train(steps={STEPS}, batch_size={BATCH}, progress=False, device="cpu", precision="fp32")
     save_file(model.ema_state, f"{{out}}/rank{{rank()}}.safetensors")
     assert world_size() == 2
@@ -68,7 +69,8 @@ def test_two_processes_match_one_in_expectation(torchrun_result):
     tmp, a = torchrun_result
     ddp = scdiff.ConditionalDiffusion.load(tmp / "run")  # only rank 0 wrote it
     assert [r["step"] for r in ddp.log][-1] == STEPS
-    single = scdiff.ConditionalDiffusion(a, condition="cell_type", dose="dose", width=32, depth=2)
+    single = scdiff.ConditionalDiffusion(a, condition="cell_type", dose="dose", width=32, depth=2,
+                                         space="gene")
     single.train(steps=STEPS, batch_size=BATCH, progress=False, device="cpu", precision="fp32")
     # same global batch (32 per rank), other noise draws: the loss curves agree in level
     one, two = _tail_loss(single.log), _tail_loss(ddp.log)
@@ -88,6 +90,36 @@ def test_torchrun_cli_writes_one_run(tmp_path):
                    str(tmp_path / "run"), "--quiet", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     model = scdiff.ConditionalDiffusion.load(tmp_path / "run")
-    assert model.log[-1]["step"] == 40
+    assert model.log[-1]["step"] == 40 and model.space_log[-1]["step"] == 40
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "config.json", "ema.safetensors", "loss.png", "model.safetensors", "train_log.csv"]
+        "config.json", "ema.safetensors", "loss.png", "model.safetensors", "space.safetensors",
+        "space_log.csv", "train_log.csv"]
+
+
+# Both phases of a latent-space run under torchrun, in one process group: the ranks end with
+# the same autoencoder and the same network.
+LATENT_WORKER = textwrap.dedent("""
+    import sys, torch
+    torch.set_num_threads(1)
+    import anndata as ad, scdiff
+    from safetensors.torch import save_file
+    from scdiff.train import rank
+    out = sys.argv[1]
+    a = ad.read_h5ad(out + "/data.h5ad")
+    model = scdiff.ConditionalDiffusion(a, condition="cell_type", space="latent", latent_dim=4,
+                                        width=16, depth=1, autoencoder={"width": 16})
+    model.train(steps=30, batch_size=32, progress=False, device="cpu", precision="fp32")
+    save_file({**model.ema_state, **{"space." + k: v for k, v in model.space.tensors().items()}},
+              f"{out}/latent{rank()}.safetensors")
+""")
+
+
+def test_a_latent_space_trains_under_torchrun(tmp_path):
+    make_counts(n_per_type=30, seed=7).write_h5ad(tmp_path / "data.h5ad")
+    (tmp_path / "worker.py").write_text(LATENT_WORKER)
+    done = _launch(str(tmp_path / "worker.py"), str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = (load_file(str(tmp_path / f"latent{i}.safetensors")) for i in (0, 1))
+    assert any(k.startswith("space.autoencoder.") for k in r0) and r0.keys() == r1.keys()
+    for key in r0:
+        assert torch.equal(r0[key], r1[key]), key

@@ -1,4 +1,4 @@
-"""Issue 4's target arithmetic (bench/fidelity.py) and the benchmark's baseline groups."""
+"""Issue 18's target arithmetic (bench/fidelity.py) and the benchmark's baseline groups."""
 
 import anndata as ad
 import numpy as np
@@ -15,22 +15,51 @@ def table(**rows):
     return df.assign(resample_train=df["floor"])
 
 
-def test_a_third_of_the_baselines_distance_to_the_floor():
+def noise(**values):
+    return pd.Series(values, dtype=float)
+
+
+def test_a_third_of_the_baselines_gap_or_twice_the_noise():
     t = table(mmd=(0.20, 0.29, 0.229), energy=(1.7, 2.3, 1.95), knn_auc=(0.64, 0.70, 0.62),
-              var_pearson=(0.84, 0.75, 0.80), label_accuracy=(0.7, 0.9, 0.69),
-              mean_pearson=(0.95, 0.96, 0.96))
-    got = fidelity.check(t)["met"].to_dict()
-    # mmd gap 0.029 <= 0.09/3; energy 0.25 > 0.6/3; AUC below the floor's counts as the floor;
-    # var gap 0.04 > 0.09/3; label accuracy under the floor; mean equal to the Gaussian's
-    assert got == {"mmd": "yes", "energy": "no", "knn_auc": "yes", "var_pearson": "no",
-                   "label_accuracy": "no", "mean_pearson": "yes"}
+              var_pearson=(0.84, 0.75, 0.80), corr_distance=(0.10, 0.20, 0.15),
+              label_accuracy=(0.7, 0.9, 0.69), mean_pearson=(0.95, 0.96, 0.94))
+    got = fidelity.check(t, noise(energy=0.13, var_pearson=0.01, label_accuracy=0.01,
+                                  mean_pearson=0.004), "scdiff")["met"].to_dict()
+    # mmd gap 0.029 <= 0.09/3; energy 0.25 > 0.6/3 but <= 2 x 0.13; AUC below the floor is
+    # the floor; var gap 0.04 > max(0.03, 0.02); corr gap 0.05 > 0.1/3 (no noise given);
+    # label accuracy 0.01 under the floor, within 2 x noise; mean 0.01 under, beyond 2 x 0.004
+    assert got == {"mmd": "yes", "energy": "yes", "knn_auc": "yes", "var_pearson": "no",
+                   "corr_distance": "no", "label_accuracy": "yes", "mean_pearson": "no"}
 
 
-def test_a_baseline_better_than_the_floor_leaves_no_room():
+def test_noise_does_not_excuse_losing_to_a_baseline():
+    t = table(mmd=(0.20, 0.21, 0.215))
+    row = fidelity.check(t, noise(mmd=0.05), "scdiff").loc["mmd"]
+    assert row["met"] == "no" and "< baselines" in row["target"]
+    close = fidelity.check(table(mmd=(0.20, 0.21, 0.205)), noise(mmd=0.05), "scdiff")
+    assert close.loc["mmd", "met"] == "yes"
+
+
+def test_a_baseline_better_than_the_floor_leaves_no_room_but_the_noise():
     t = table(knn_auc=(0.65, 0.60, 0.655))
-    row = fidelity.check(t).loc["knn_auc"]
-    assert row["met"] == "no" and row["target"] == "gap <= 0"
-    assert fidelity.check(table(knn_auc=(0.65, 0.60, 0.64))).loc["knn_auc", "met"] == "yes"
+    row = fidelity.check(t, noise(), "scdiff").loc["knn_auc"]
+    assert row["met"] == "no" and row["target"].startswith("gap <= 0,")
+    assert fidelity.check(table(knn_auc=(0.65, 0.60, 0.64)), noise(), "scdiff").loc["knn_auc", "met"] == "yes"
+
+
+def test_the_wide_panels_auc_must_be_within_twice_the_noise():
+    t = table(knn_auc=(0.59, 0.66, 0.61))  # gap 0.02: within a third of 0.07, not 2 x 0.005
+    lax = fidelity.check(t, noise(knn_auc=0.005), "scdiff").loc["knn_auc"]
+    strict = fidelity.check(t, noise(knn_auc=0.005), "scdiff", strict_auc=True).loc["knn_auc"]
+    assert lax["met"] == "yes" and strict["met"] == "no" and strict["target"] == "gap <= 0.01"
+
+
+def test_privacy_targets():
+    t = table(copy_fraction=(0.01, 0.0, 0.05), membership_auc=(0.5, 0.5, 0.56))
+    got = fidelity.check(t, noise(), "scdiff")["met"].to_dict()
+    assert got == {"copy_fraction": "no", "membership_auc": "no"}
+    t = table(copy_fraction=(0.01, 0.0, 0.035), membership_auc=(0.5, 0.5, 0.53))
+    assert set(fidelity.check(t, noise(), "scdiff")["met"]) == {"yes"}
 
 
 @pytest.mark.parametrize("name", ["pbmc", "simulated", "wide", "wine"])
@@ -53,18 +82,9 @@ def test_gaussian_groups_by_a_dose_measured_at_few_levels_only():
 
 def test_check_scores_any_column_such_as_the_truth():
     t = table(mmd=(0.20, 0.29, 0.25)).assign(truth=[0.205])
-    assert fidelity.check(t).loc["mmd", "met"] == "no"
-    truth = fidelity.check(t, "truth")
+    assert fidelity.check(t, noise(), "scdiff").loc["mmd", "met"] == "no"
+    truth = fidelity.check(t, noise(), "truth")
     assert truth.loc["mmd", "truth"] == 0.205 and truth.loc["mmd", "met"] == "yes"
-
-
-def test_check_all_adds_the_truth_beside_scdiff_only_when_scored():
-    t = table(mmd=(0.20, 0.29, 0.25), mean_pearson=(0.95, 0.96, 0.94))
-    assert "truth" not in fidelity.check_all(t).columns
-    got = fidelity.check_all(t.assign(truth=[0.205, 0.955]))
-    assert list(got.columns[:4]) == ["floor", "gaussian_pca", "scdiff", "truth"]
-    assert got["met"].to_dict() == {"mmd": "no", "mean_pearson": "no"}
-    assert got["truth met"].to_dict() == {"mmd": "yes", "mean_pearson": "no"}
     assert fidelity.gap("mmd", 0.19, 0.20) == 0 and abs(fidelity.gap("knn_auc", 0.7, 0.6) - 0.1) < 1e-12
 
 

@@ -82,7 +82,7 @@ def drug_model(sim):
     train, _ = sim
     small = train[:, :60].copy()
     model = scdiff.ConditionalDiffusion(small, condition=["cell_type", "drug"], dose="dose",
-                                        width=32, depth=1, n_genes=60)
+                                        width=32, depth=1, n_genes=60, space="gene")
     model.train(steps=20, batch_size=64, progress=False)
     return model, small
 

@@ -27,11 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def trained():
-    """A small model trained on counts with an int and a bool condition."""
+    """A small gene-space model trained on counts with an int and a bool condition (the guard
+    per gene and the Poisson layer are gene space's; tests/test_space.py has the latent's)."""
     a = make_counts(n_per_type=40, n_genes=30, seed=41)
     a.obs["batch"] = np.tile([1, 2], a.n_obs // 2).astype(np.int64)
     a.obs["treated"] = np.tile([True, False, False], a.n_obs // 3)
-    model = scdiff.ConditionalDiffusion(a, condition=["cell_type", "batch", "treated"], width=32, depth=1)
+    model = scdiff.ConditionalDiffusion(a, condition=["cell_type", "batch", "treated"], width=32, depth=1,
+                                        space="gene")
     return model.train(steps=80, batch_size=32, progress=False), a
 
 

@@ -27,6 +27,7 @@ from scdiff.data._io import check_out_dir, check_output, read_obs
 from scdiff.model import ConditionalDiffusion
 from scdiff.model._fit import check_options
 from scdiff.model._run import check_training_dir, start_training
+from scdiff.model._space import check_space
 from scdiff.model._stream import SAMPLE_SUFFIXES, sample_to_file
 from scdiff.train import is_main_process
 
@@ -43,6 +44,8 @@ def train(
     n_genes: int = 2000,
     clip_negative: bool = False,
     schedule: str = "cosine",
+    space: str = "auto",
+    latent_dim: int = 32,
     backed: bool = False,
     overwrite: bool = False,
     resume: bool = False,
@@ -64,6 +67,7 @@ def train(
     ...                       out="runs/pbmc", steps=200)  # doctest: +SKIP
     """
     check_options(**options)
+    check_space(space, latent_dim)
     paths = [Path(data)] if isinstance(data, str | os.PathLike) else [Path(p) for p in data]
     if not paths:
         raise InputError(f"no file given in {arg('data')}; give one file or more.")
@@ -80,7 +84,8 @@ def train(
     else:
         adata = read_input(paths[0], conditions=names)
     model = ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=n_genes,
-                                 clip_negative=clip_negative, schedule=schedule)
+                                 clip_negative=clip_negative, schedule=schedule, space=space,
+                                 latent_dim=latent_dim)
     if main and not resume:
         start_training(out, overwrite=overwrite)
     model.train(progress=progress, checkpoint_dir=out, resume=resume, **options)

@@ -15,16 +15,19 @@ from rich.table import Table
 from scdiff import __version__
 from scdiff.cli._boundary import boundary
 from scdiff.cli._options import (
+    AutoencoderSteps,
     Conditions,
     Device,
     Doses,
     Genes,
     Json,
+    LatentDim,
     Layer,
     Overwrite,
     Quiet,
     Run,
     Seed,
+    Space,
     Threads,
 )
 from scdiff.cli._parse import (
@@ -98,6 +101,9 @@ def train(
     preset: Annotated[str, typer.Option(
         help="default, or atlas (millions of cells): the largest batch the GPU's memory holds "
              "and CUDA graphs; batch 4096 on the CPU.")] = "default",
+    space: Space = "auto",
+    latent_dim: LatentDim = 32,
+    autoencoder_steps: AutoencoderSteps = None,
     threads: Threads = "auto",
     quiet: Quiet = False,
 ) -> None:
@@ -115,7 +121,8 @@ def train(
         overwrite=overwrite, resume=resume, progress=not quiet, epochs=epochs, steps=steps,
         batch_size=batch_size, lr=lr, device=device, precision=precision, seed=seed, monitor=monitor,
         monitor_every=monitor_every, patience=patience, loss_weighting=loss_weighting,
-        clip_negative=clip_negative, schedule=schedule, threads=parse_threads(threads), preset=preset)
+        clip_negative=clip_negative, schedule=schedule, threads=parse_threads(threads), preset=preset,
+        space=space, latent_dim=latent_dim, autoencoder_steps=autoencoder_steps)
     if not quiet and is_main_process():
         out_console.print(f"wrote run [bold]{out or Path('runs') / data[0].stem}[/] ({model})",
                           highlight=False)

@@ -22,3 +22,11 @@ Run = Annotated[Path, typer.Argument(help="Run directory written by `scdiff trai
 Threads = Annotated[str, typer.Option(
     help="CPU threads: auto (the CPUs this process may use, less those other jobs keep busy) "
          "or a number.")]
+Space = Annotated[str, typer.Option(
+    help="Where the diffusion runs: gene (the --genes most variable genes), pca (their principal "
+         "components), latent (an autoencoder trained first, whose count decoder writes every "
+         "gene; needs counts or an n_counts column) or auto (latent where library sizes are "
+         "known, else gene).")]
+LatentDim = Annotated[int, typer.Option(help="Dimensions of the pca or latent space.")]
+AutoencoderSteps = Annotated[int | None, typer.Option(
+    help="Steps of the latent space's autoencoder (default: from the data size, or --steps).")]

@@ -305,25 +305,40 @@ class BackedCells:
     def _with(self, **kw) -> BackedCells:
         args = {"blocks": self.blocks, "block_rows": self.block_rows,
                 "buffer_blocks": self.buffer_blocks, "device": self.device, **kw}
-        return BackedCells(self.reader, self.pre, self.codes, self.doses, **args)
+        return type(self)(self.reader, self.pre, self.codes, self.doses, **args)
 
-    def _load(self, blocks: np.ndarray, perm_seed: int):
-        """Rows of ``blocks``, standardised, shuffled, on the device, with their conditions."""
-        starts = [int(self.starts[b]) for b in blocks]
-        stops = [int(self.stops[b]) for b in blocks]
-        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
-        parts = [self.reader.rows(a, b) for a, b in zip(starts, stops, strict=True)]
-        X = stack_rows(parts)
+    def _standardise(self, X) -> np.ndarray:
+        """Raw rows (every gene) -> the standardised modelled genes, as the fit did."""
         if self.pre.clip_negative:
             X = clip_values(X)
         if self.pre.input_scale == "counts":  # per cell, on all genes, as the fit did
             X = log_normalize(X)
-        genes = self.reader.var_names.get_indexer(self.pre.genes)
-        z = torch.from_numpy(self.pre.transform(X[:, genes]))
+        return self.pre.transform(X[:, self.reader.var_names.get_indexer(self.pre.genes)])
+
+    def standardised_blocks(self) -> Iterator[np.ndarray]:
+        """Every cell's standardised modelled genes, a row block at a time, in row order."""
+        for b in self.blocks:
+            yield self._standardise(self.reader.rows(int(self.starts[b]), int(self.stops[b])))
+
+    def _read(self, blocks: np.ndarray) -> tuple[np.ndarray, object]:
+        """(row numbers, raw rows of every gene) of ``blocks``."""
+        starts = [int(self.starts[b]) for b in blocks]
+        stops = [int(self.stops[b]) for b in blocks]
+        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+        return rows, stack_rows([self.reader.rows(a, b) for a, b in zip(starts, stops, strict=True)])
+
+    def _load(self, blocks: np.ndarray, perm_seed: int):
+        """Rows of ``blocks``, standardised, shuffled, on the device, with their conditions."""
+        rows, X = self._read(blocks)
+        z = torch.from_numpy(self._standardise(X))
         perm = torch.randperm(len(rows), generator=torch.Generator().manual_seed(perm_seed))
         pin = self.device.type == "cuda"
         out = [z[perm], torch.from_numpy(self.codes[rows])[perm], torch.from_numpy(self.doses[rows])[perm]]
         return [t.pin_memory().to(self.device, non_blocking=True) if pin else t for t in out]
+
+    def _slice(self, buffer, rows: slice) -> tuple:
+        """One minibatch of a loaded buffer."""
+        return tuple(t[rows] for t in buffer)
 
     def _plan(self, seed: int, epoch: int) -> list[tuple[np.ndarray, int]]:
         """This epoch's buffers: (blocks, batches it yields), from (seed, epoch) alone."""
@@ -352,11 +367,11 @@ class BackedCells:
                     skip = 0
                 pending = pool.submit(self._load, todo[0][0], todo[0][2]) if todo else None
                 for k, (_, count, _, first) in enumerate(todo):
-                    x, cats, doses = pending.result()
+                    buffer = pending.result()
                     if k + 1 < len(todo):  # read the next buffer while this one trains
                         pending = pool.submit(self._load, todo[k + 1][0], todo[k + 1][2])
                     for i in range(first, count):
-                        rows = slice(i * bs, (i + 1) * bs)
-                        yield x[rows], cats[rows], doses[rows]
-                    del x, cats, doses
+                        yield self._slice(buffer, slice(i * bs, (i + 1) * bs))
+                    del buffer
                 epoch += 1
+

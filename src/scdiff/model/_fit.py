@@ -31,6 +31,7 @@ from scdiff.train import (
     scaled_lr,
 )
 from scdiff.train._batch import atlas_batch
+from scdiff.train._data import PosteriorCells
 from scdiff.train._distributed import distributed, is_main_process
 
 
@@ -48,8 +49,10 @@ PRESETS = ("default", "atlas")
 def check_options(*, epochs=None, steps=None, batch_size=None, lr=None, device="auto",
                   precision="auto", seed=0, p_uncond=0.1, loss_weighting="snr_cap", snr_gamma=5.0,
                   checkpoint_every=500, monitor=None, monitor_every=250, patience=None,
-                  threads="auto", preset="default", **_) -> None:
+                  threads="auto", preset="default", autoencoder_steps=None, **_) -> None:
     """Refuse a bad training option before any data is read or any folder made."""
+    if autoencoder_steps is not None:
+        _whole(autoencoder_steps, "autoencoder_steps", 1)
     if preset not in PRESETS:
         raise InputError(f"{arg('preset', preset)} needs to be one of {', '.join(PRESETS)}.")
     for name, value, low in (("epochs", epochs, 1), ("steps", steps, 1), ("patience", patience, 1),
@@ -130,13 +133,18 @@ def train_config(parts: ModelParts, n_cells: int, *, preset: str, device: str, e
 
 @dataclass
 class Resume:
-    """Where a checkpoint left training: the step, the state tensors, the log, the monitor."""
+    """Where a checkpoint left training: the phase (the space's autoencoder, or the
+    diffusion), the step, the state tensors, the log, the monitor, and the tensors kept
+    beside them (the fitted space, in the diffusion phase)."""
 
     config: TrainConfig
     step: int
     tensors: dict[str, torch.Tensor]
     log: list[dict]
     monitor: dict | None
+    phase: str = "diffusion"
+    kept: dict[str, torch.Tensor] | None = None
+    meta: dict | None = None  # everything the checkpoint recorded (the space's training, ...)
 
 
 def read_resume(checkpoint_dir: str | os.PathLike | None, parts: ModelParts) -> Resume:
@@ -147,25 +155,32 @@ def read_resume(checkpoint_dir: str | os.PathLike | None, parts: ModelParts) -> 
     meta, tensors, log = _run.read_checkpoint(checkpoint_dir)
     if meta.get("fingerprint") != parts.fingerprint():
         raise RunError(f"the checkpoint in {checkpoint_dir} was trained on other data or options "
-                       "(genes, conditions or network differ); resume with the same data and options, "
-                       f"or start over with {arg('overwrite', True)}.")
+                       "(genes, conditions, space or network differ); resume with the same data and "
+                       f"options, or start over with {arg('overwrite', True)}.")
+    n = len(_run.KEEP_PREFIX)
+    kept = {k[n:]: tensors.pop(k) for k in list(tensors) if k.startswith(_run.KEEP_PREFIX)}
     return Resume(TrainConfig.from_config(meta["train"]), int(meta["step"]), tensors, log,
-                  meta.get("monitor"))
+                  meta.get("monitor"), meta.get("phase", "diffusion"), kept, meta)
 
 
 def monitor_split(parts: ModelParts, data, monitor, patience: int | None, seed: int):
-    """The cells to train on and the :class:`SampleMonitor` (None without ``monitor``)."""
+    """The cells to train on and the :class:`SampleMonitor` (None without ``monitor``);
+    ``data`` are in the network's space, and so are the monitor's cells."""
     if monitor is None:
         return data, None
     if isinstance(monitor, ad.AnnData):
-        x = parts.preprocessor.transform(parts.preprocessor.log_expression(monitor))
+        from scdiff.model._space import encode_cells
+
+        x = encode_cells(parts, monitor, "the monitor cells")
         codes, doses = parts.encoder.encode(monitor.obs, where="the monitor cells")
     else:  # a fraction, checked by check_options
         n = len(data)
         held = np.random.default_rng(seed).permutation(n)[: max(20, int(n * float(monitor)))]
         keep = np.setdiff1d(np.arange(n), held)
         x, codes, doses = (t[held].numpy() for t in (data.x, data.cats, data.doses))
-        data = CellTensors(data.x[keep], data.cats[keep], data.doses[keep])
+        spread = getattr(data, "spread", None)
+        data = (CellTensors(data.x[keep], data.cats[keep], data.doses[keep]) if spread is None else
+                PosteriorCells(data.x[keep], data.cats[keep], data.doses[keep], spread=spread[keep]))
     if len(x) < 20:
         raise InputError("monitoring needs at least 20 held-out cells; give a larger fraction.")
     watcher = SampleMonitor(parts.network_config, parts.schedule, x, codes, doses,
@@ -175,9 +190,15 @@ def monitor_split(parts: ModelParts, data, monitor, patience: int | None, seed: 
 
 def fit(parts: ModelParts, network: torch.nn.Module, data, cfg: TrainConfig, *, device: str,
         progress: bool, checkpoint_dir: str | os.PathLike | None, resume: Resume | None,
-        watcher: SampleMonitor | None, monitor_every: int) -> TrainResult:
+        watcher: SampleMonitor | None = None, monitor_every: int = 250, objective=None,
+        phase: str = "diffusion", keep: dict[str, torch.Tensor] | None = None,
+        meta: dict | None = None) -> TrainResult:
     """Train ``network`` on ``data``: progress bar, checkpoints, Ctrl-C/SIGTERM, torchrun.
 
+    ``objective`` is the diffusion's (the schedule's, by default) or the space's
+    autoencoder loss; ``phase`` (``"space"`` or ``"diffusion"``) is recorded in each
+    checkpoint, with ``keep`` (tensors a resume of this phase needs: the fitted space) and
+    ``meta`` (what else it needs to know: the space's training).
     Raises :class:`TrainingInterrupted` when a signal stopped training (after saving a
     checkpoint where ``checkpoint_dir`` was given).
     """
@@ -190,10 +211,10 @@ def fit(parts: ModelParts, network: torch.nn.Module, data, cfg: TrainConfig, *, 
     start = time.perf_counter()
     # under torchrun: one process group for the fit; rank 0 alone shows progress and saves
     with (distributed(dev) as dev,
-          progress_bar("training", cfg.steps, enabled=progress and is_main_process(),
-                       show_loss=True) as bar,
+          progress_bar("training" if phase == "diffusion" else "autoencoder", cfg.steps,
+                       enabled=progress and is_main_process(), show_loss=True) as bar,
           graceful_stop() as stop):
-        trainer = Trainer(cfg, parts.schedule, dev)
+        trainer = Trainer(cfg, parts.schedule if objective is None else objective, dev)
         bar.update(first)
 
         def on_log(step: int, row: dict) -> None:
@@ -203,9 +224,11 @@ def fit(parts: ModelParts, network: torch.nn.Module, data, cfg: TrainConfig, *, 
             bar.update(step, loss=shown, rate=f"{rate:.1f} steps/s ({rate * cfg.batch_size:,.0f} cells/s)")
 
         def on_checkpoint(step: int, tensors: dict[str, torch.Tensor], log: list[dict]) -> None:
-            meta = {"step": step, "train": cfg.to_config(), "fingerprint": parts.fingerprint(),
+            info = {**(meta or {}), "step": step, "train": cfg.to_config(), "phase": phase,
+                    "fingerprint": parts.fingerprint(),
                     "monitor": watcher.state() if watcher is not None else None}
-            _run.write_checkpoint(checkpoint_dir, tensors, log, meta)
+            extra = {f"{_run.KEEP_PREFIX}{k}": v for k, v in (keep or {}).items()}
+            _run.write_checkpoint(checkpoint_dir, {**tensors, **extra}, log, info)
 
         result = trainer.fit(network, data, on_log=on_log,
                              on_checkpoint=on_checkpoint if checkpoint_dir else None, should_stop=stop,
@@ -218,3 +241,22 @@ def fit(parts: ModelParts, network: torch.nn.Module, data, cfg: TrainConfig, *, 
         raise TrainingInterrupted(f"training stopped by {stop.signal_name} at step "
                                   f"{result.step} of {cfg.steps}; {where}.")
     return result
+
+
+def autoencoder_steps(n_cells: int, batch_size: int) -> int:
+    """The default length of the space's autoencoder training: 30 passes over the data,
+    between 1,500 and 6,000 steps (docs/fidelity.md)."""
+    return int(np.clip(30 * n_cells / batch_size, 1500, 6000))
+
+
+def space_config(cfg: TrainConfig, n_cells: int, *, steps: int | None, given: bool) -> TrainConfig:
+    """The :class:`TrainConfig` of the space's autoencoder, from the diffusion's: the same
+    batch, learning rate, precision, seed and checkpoints; ``steps`` if given, the
+    diffusion's steps where those were given (``given``: a quick run stays quick), else
+    :func:`autoencoder_steps`."""
+    if steps is not None:
+        _whole(steps, "autoencoder_steps", 1)
+    n = steps if steps is not None else cfg.steps if given else autoencoder_steps(n_cells, cfg.batch_size)
+    return TrainConfig(steps=int(n), batch_size=cfg.batch_size, lr=cfg.lr, precision=cfg.precision,
+                       seed=cfg.seed, warmup_steps=min(100, max(1, n // 10)), log_every=cfg.log_every,
+                       checkpoint_every=cfg.checkpoint_every, compile=cfg.compile)

@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -27,6 +26,7 @@ from scdiff._threads import check_threads
 from scdiff.data import _library
 from scdiff.diffusion import Guidance, sample_loop
 from scdiff.diffusion._sampler import MULTISTEP
+from scdiff.model._decode import LAYERS, NB_COUNTS, expression
 from scdiff.model._setup import ModelParts
 from scdiff.model._translate import translation_inputs
 from scdiff.train import resolve_device, resolve_precision
@@ -87,6 +87,10 @@ class Sampling:
                              f"{arg('sampler', 'ddim')}.")
         if self.zeros not in ZEROS:
             raise InputError(f"{arg('zeros', self.zeros)} needs to be one of {', '.join(ZEROS)}.")
+        if parts.space.kind == "latent" and self.zeros != "auto":
+            raise InputError(f"{arg('zeros', self.zeros)} shapes the zeros of a gene-space model; a "
+                             "latent-space model draws its cells as counts, whose zeros are real "
+                             f"ones: leave {arg('zeros')} at 'auto'.")
         if self.zeros == "cell" and not parts.library:
             raise InputError(f"{arg('zeros', 'cell')} needs the training cells' library sizes, which "
                              "this model lacks (trained on log data without n_counts); use "
@@ -104,7 +108,8 @@ class Sampling:
             _check_whole(self.batch_size, "batch_size", low=1)
         check_threads(self.threads)
         guide = Guidance(parts.encoder.attributes, self.guidance, pairs=parts.dose_pairs())
-        zeros = self.zeros if self.zeros != "auto" else ("cell" if parts.library else "gene")
+        zeros = self.zeros if self.zeros != "auto" else (
+            "counts" if parts.space.kind == "latent" else "cell" if parts.library else "gene")
         steps = self.steps if self.steps is not None else DEFAULT_STEPS.get(
             self.sampler, parts.schedule.num_timesteps)
         parts.schedule.timesteps(steps)  # checks the range
@@ -131,7 +136,7 @@ class Request:
 
     frame: pd.DataFrame  # one row per cell: the attributes' values
     where: str  # how messages name the source of the conditions
-    x_start: np.ndarray | None = None  # standardised expression of the cells to translate
+    x_start: np.ndarray | None = None  # the cells to translate, in the network's space
     t_start: int | None = None
     own: pd.DataFrame | None = None  # the translated cells' own conditions
 
@@ -195,9 +200,10 @@ def generate(parts: ModelParts, net: nn.Module, codes: np.ndarray, doses: np.nda
     net = net.to(dev)
     gen = torch.Generator(device=dev).manual_seed(how.seed)
     guide = Guidance(parts.encoder.attributes, how.guidance, pairs=parts.dose_pairs())
-    bounds = tuple(torch.from_numpy(b).to(dev) for b in parts.preprocessor.bounds()) if how.clip else None
+    box = parts.preprocessor.bounds() if parts.space.kind == "gene" else parts.space.bounds()
+    bounds = tuple(torch.from_numpy(b).to(dev) for b in box) if how.clip else None
     n = codes.shape[0]
-    out = np.empty((n, len(parts.genes)), dtype=np.float32)
+    out = np.empty((n, parts.space.dim), dtype=np.float32)
     chunks = range(0, n, how.batch_size)
     total = len(chunks) * len(parts.schedule.timesteps(how.steps, trailing=how.sampler in MULTISTEP))
     with progress_bar("sampling", total, enabled=how.progress) as bar:
@@ -216,35 +222,6 @@ def generate(parts: ModelParts, net: nn.Module, codes: np.ndarray, doses: np.nda
     return out
 
 
-#: What the layers of a generated AnnData hold.
-LAYERS = {
-    "counts": "integer counts: Poisson around the generated expression at a library size drawn "
-              "per cell from the training cells of its condition",
-    "log1p": "log1p of counts per 10k (the generated expression), when X holds the counts",
-}
-
-
-#: Rows handled at a time from standardised values to expression (a block stays in cache;
-#: whole-matrix passes cost several times as much on 1M cells).
-POST_ROWS = 1024
-
-
-def _log_expression(parts: ModelParts, z: np.ndarray, lib: np.ndarray | None, zeros: str,
-                    rng: np.random.Generator) -> sp.csr_matrix:
-    """``z`` -> log-normalised expression with its zeros, as CSR: ``POST_ROWS`` rows at a
-    time back through the preprocessing (in place), the rounding below one read on the
-    non-zeros only (its uniforms in row-major order, as for the whole matrix)."""
-    pieces = []
-    for a in range(0, z.shape[0], POST_ROWS):
-        x = parts.preprocessor.inverse(z[a:a + POST_ROWS], zeros=zeros != "none", inplace=True)
-        pieces.append(_library.dense_to_csr(x))
-    X = sp.vstack(pieces, format="csr") if pieces else sp.csr_matrix(z.shape, dtype=np.float32)
-    if zeros == "cell":
-        X = _library.round_below_one_read(X, lib, rng, copy=False,
-                                          target_sum=parts.preprocessor.target_sum)
-    return X
-
-
 def to_anndata(parts: ModelParts, z: np.ndarray, frame: pd.DataFrame, how: Sampling, *,
                rng: np.random.Generator, uns: dict, names: str, sparse: bool = False) -> ad.AnnData:
     """Generated standardised values -> AnnData: ``X`` log-normalised (counts with
@@ -254,8 +231,7 @@ def to_anndata(parts: ModelParts, z: np.ndarray, frame: pd.DataFrame, how: Sampl
     ``z`` (float32) is overwritten."""
     lib = (_library.draw_library_sizes(parts.library, frame, parts.encoder.keys, rng)
            if parts.library else None)
-    X = _log_expression(parts, z, lib, how.zeros, rng)
-    counts = _library.counts_from_log(X, lib, rng) if lib is not None else None
+    X, counts = expression(parts, z, lib, how.zeros, rng)
     if not sparse:
         X, counts = X.toarray(), None if counts is None else counts.toarray()
     obs = parts.encoder.to_obs(frame)
@@ -266,9 +242,11 @@ def to_anndata(parts: ModelParts, z: np.ndarray, frame: pd.DataFrame, how: Sampl
             out.layers["log1p"], out.X = X, counts
         else:
             out.layers["counts"] = counts
+    layers = {k: NB_COUNTS if k == "counts" and parts.space.kind == "latent" else LAYERS[k]
+              for k in out.layers}
     out.uns["scdiff"] = {**uns, "space": "counts" if how.counts else "log1p_cp10k", "zeros": how.zeros,
-                         "input_scale": parts.preprocessor.input_scale,
-                         "layers": {k: LAYERS[k] for k in out.layers}}
+                         "input_scale": parts.preprocessor.input_scale, "layers": layers,
+                         "model_space": parts.space.kind}
     return out
 
 

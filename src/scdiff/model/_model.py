@@ -16,9 +16,14 @@ import torch
 from scdiff import __version__ as scdiff_version
 from scdiff._errors import RunError
 from scdiff._threads import apply_threads
-from scdiff.model import _fit, _generate, _run, _stream
+from scdiff.model import _describe, _fit, _generate, _run, _stream, _train
 from scdiff.model._setup import ModelParts, setup
-from scdiff.train import TrainConfig, copy_with_state, resolve_device
+from scdiff.train import TrainConfig, copy_with_state
+
+
+def _part(name: str, doc: str) -> property:
+    """A read-only view of one of the model's parts."""
+    return property(lambda self: getattr(self.parts, name), doc=doc)
 
 
 class ConditionalDiffusion:
@@ -59,6 +64,22 @@ class ConditionalDiffusion:
     clip_negative
         Set negative expression values to 0 (the small negatives smoothing or imputation
         leaves); without it they are refused, with advice.
+    space
+        Where the diffusion runs: ``"gene"`` (the ``n_genes`` modelled genes), ``"pca"``
+        (their ``latent_dim`` principal components, each gene's residual spread added back
+        when decoding), ``"latent"`` (the latent of an autoencoder trained first, whose
+        negative-binomial decoder writes every gene of the data as counts; needs library
+        sizes: counts, or an ``n_counts`` column) or ``"auto"`` (the default): ``latent``
+        where library sizes are known, else ``gene`` (docs/fidelity.md).
+    latent_dim
+        Dimensions of the ``pca`` or ``latent`` space.
+    autoencoder
+        Settings of the latent space's autoencoder: ``width``, ``depth``, ``dropout``,
+        ``kl_weight`` (:class:`scdiff.space.CountSpace`).
+    backbone
+        The network: ``"mlp"`` (the residual MLP with adaLN-Zero) or ``"transformer"`` (a
+        small diffusion transformer over the latent's tokens, ``pca`` or ``latent`` space
+        only; :class:`scdiff.nn.LatentTransformer`). docs/fidelity.md compares them.
 
     Examples
     --------
@@ -87,11 +108,16 @@ class ConditionalDiffusion:
         dose_by: str | Mapping[str, str] | None = "auto",
         additive: bool | str = "auto",
         clip_negative: bool = False,
+        space: str = "auto",
+        latent_dim: int = 32,
+        autoencoder: Mapping | None = None,
+        backbone: str = "mlp",
     ) -> None:
         parts, data = setup(
             adata, condition, dose, layer=layer, n_genes=n_genes, dose_encoder=dose_encoder,
-            dose_by=dose_by, additive=additive, clip_negative=clip_negative,
-            network={"width": width, "depth": depth, "dropout": dropout},
+            dose_by=dose_by, additive=additive, clip_negative=clip_negative, space=space,
+            latent_dim=latent_dim, autoencoder=autoencoder,
+            network={"width": width, "depth": depth, "dropout": dropout, "backbone": backbone},
             schedule={"num_timesteps": num_timesteps, "schedule": schedule,
                       "prediction": prediction or ("flow" if schedule == "flow" else "v")},
         )
@@ -105,6 +131,8 @@ class ConditionalDiffusion:
         self.ema_state: dict[str, torch.Tensor] | None = None
         self.train_config: TrainConfig | None = None
         self.log: list[dict] = []
+        self.space_train: TrainConfig | None = None  # the space's autoencoder, when it has one
+        self.space_log: list[dict] = []
         self.seed: int | None = None
         self.run_id = ""
         self._data = data
@@ -113,58 +141,27 @@ class ConditionalDiffusion:
             self.network.load_state_dict(run.model_state)
             self.ema_state, self.train_config = run.ema_state, run.train_config
             self.log, self.seed, self.run_id = run.log, run.seed, run.run_id
+            self.space_train, self.space_log = run.space_train, run.space_log
 
     # -- description --------------------------------------------------------------------------
-    @property
-    def preprocessor(self):
-        return self.parts.preprocessor
-
-    @property
-    def encoder(self):
-        return self.parts.encoder
-
-    @property
-    def schedule(self):
-        return self.parts.schedule
-
-    @property
-    def library(self) -> dict[str, list[float]]:
-        return self.parts.library
-
-    @property
-    def network_config(self) -> dict:
-        return self.parts.network_config
-
-    @property
-    def genes(self) -> list[str]:
-        return self.parts.genes
+    preprocessor = _part("preprocessor", "Input scale, modelled genes and their scaling.")
+    encoder = _part("encoder", "Condition keys, categories and doses.")
+    schedule = _part("schedule", "The noise schedule (or flow) and what the network predicts.")
+    library = _part("library", "Quantiles of the training cells' library sizes, per condition.")
+    network_config = _part("network_config", "The network's keyword arguments.")
+    genes = _part("genes", "The genes of generated cells (every gene of the data in a latent space).")
+    space = _part("space", "The space the diffusion runs in (:mod:`scdiff.space`).")
 
     @property
     def is_trained(self) -> bool:
         return self.ema_state is not None
 
     def __repr__(self) -> str:
-        enc = self.encoder
-        conds = ", ".join(f"{k} ({len(c)})" for k, c in zip(enc.keys, enc.categories, strict=True))
-        state = f"trained {self.train_config.steps} steps" if self.train_config else "untrained"
-        return (f"ConditionalDiffusion({len(self.genes)} genes; conditions: {conds or 'none'}; "
-                f"doses: {', '.join(enc.dose_keys) or 'none'}; {state})")
+        return _describe.one_line(self)
 
     def info(self) -> dict:
         """What the run holds, as plain data (the CLI's ``scdiff info``)."""
-        pre, enc = self.preprocessor, self.encoder
-        return {
-            "genes": len(pre.genes), "input_scale": pre.input_scale, "layer": pre.layer,
-            "hvg_selected": pre.hvg, "genes_in_input": pre.n_genes_input,
-            "conditions": dict(zip(enc.keys, enc.categories, strict=True)),
-            "doses": {k: [v[0], v[-1]] if v else [] for k, v in zip(enc.dose_keys, enc.dose_values,
-                                                                     strict=True)},
-            "network": self.network_config,
-            "parameters": sum(p.numel() for p in self.network.parameters()),
-            "schedule": self.schedule.to_config(),
-            "train": self.train_config.to_config() if self.train_config else None,
-            "final_loss": self.log[-1]["loss"] if self.log else None,
-        }
+        return _describe.info(self)
 
     # -- training -----------------------------------------------------------------------------
     def train(
@@ -189,11 +186,15 @@ class ConditionalDiffusion:
         patience: int | None = None,
         threads: int | str = "auto",
         preset: str = "default",
+        autoencoder_steps: int | None = None,
     ) -> ConditionalDiffusion:
         """Fit the network to the training data given at construction.
 
         Give ``epochs`` (passes over the data) or ``steps`` (optimizer updates); by
-        default the length follows the data's size (:func:`scdiff.model.auto_steps`).
+        default the length follows the data's size (:func:`scdiff.model.auto_steps`). In a
+        ``latent`` space the autoencoder trains first, ``autoencoder_steps`` (default
+        :func:`scdiff.model._fit.autoencoder_steps`, or ``steps`` where ``steps`` or
+        ``epochs`` are given), with the same batch, learning rate, precision and seed.
         ``lr`` defaults to 1e-3 at batch 256, scaled by the square root of the batch size
         (:func:`scdiff.train.scaled_lr`). Under ``torchrun`` the processes train together,
         each on its shard of the data, ``batch_size`` cells per step across all of them.
@@ -231,24 +232,19 @@ class ConditionalDiffusion:
                            loss_weighting=loss_weighting, snr_gamma=snr_gamma,
                            checkpoint_every=checkpoint_every, monitor=monitor,
                            monitor_every=monitor_every, patience=patience, threads=threads,
-                           preset=preset)
+                           preset=preset, autoencoder_steps=autoencoder_steps)
         apply_threads(threads)
-        resume_from = _fit.read_resume(checkpoint_dir, self.parts) if resume else None
-        cfg = resume_from.config if resume_from else _fit.train_config(
-            self.parts, len(self._data), preset=preset, device=device, epochs=epochs, steps=steps,
-            batch_size=batch_size, lr=lr, precision=precision, seed=seed, p_uncond=p_uncond,
-            loss_weighting=loss_weighting, snr_gamma=snr_gamma,
-            checkpoint_every=checkpoint_every if checkpoint_dir else 0)
-        resolve_device(device)
-        torch.manual_seed(cfg.seed)
-        self.network = self.parts.build_network()
-        data, watcher = _fit.monitor_split(self.parts, self._data, monitor, patience, cfg.seed)
-        result = _fit.fit(self.parts, self.network, data, cfg, device=device, progress=progress,
-                          checkpoint_dir=checkpoint_dir, resume=resume_from, watcher=watcher,
-                          monitor_every=monitor_every)
-        self.network = result.model.to("cpu")
-        self.ema_state = {k: v.to("cpu") for k, v in result.ema_state.items()}
-        self.train_config, self.log, self.seed = cfg, result.log, int(cfg.seed)
+        options = dict(preset=preset, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
+                       precision=precision, seed=seed, p_uncond=p_uncond, loss_weighting=loss_weighting,
+                       snr_gamma=snr_gamma, checkpoint_every=checkpoint_every if checkpoint_dir else 0)
+        done = _train.train(self.parts, self._data, options=options, device=device, progress=progress,
+                            checkpoint_dir=checkpoint_dir, resume=resume, monitor=monitor,
+                            monitor_every=monitor_every, patience=patience,
+                            autoencoder_steps=autoencoder_steps)
+        self.network = done.result.model.to("cpu")
+        self.ema_state = {k: v.to("cpu") for k, v in done.result.ema_state.items()}
+        self.train_config, self.log, self.seed = done.config, done.result.log, int(done.config.seed)
+        self.space_train, self.space_log = done.space_train, done.space_log
         self.run_id = uuid.uuid4().hex[:12]
         return self
 
@@ -385,7 +381,7 @@ class ConditionalDiffusion:
         if not self.is_trained:
             raise RunError("the model is not trained yet; call model.train() before save().")
         run = _run.Run(self.parts, self.network.state_dict(), self.ema_state, self.train_config,
-                       self.seed, self.log, self.run_id)
+                       self.seed, self.log, self.run_id, self.space_train, self.space_log)
         path = _run.save(path, run, overwrite=overwrite)
         self._run_path = str(path)
         return path

@@ -5,6 +5,8 @@ Layout::
     RUN/config.json             parts (see ModelParts), training, seed, versions, hashes
     RUN/model.safetensors       raw weights
     RUN/ema.safetensors         EMA weights (used for sampling)
+    RUN/space.safetensors       the fitted space (a PCA, or the autoencoder), outside gene space
+    RUN/space_log.csv           the autoencoder's training log (a latent space)
     RUN/train_log.csv           step, loss, grad_norm, lr (and mmd, mmd_floor when monitored)
     RUN/loss.png                the loss curve
     RUN/checkpoint.safetensors  while training: everything a resume needs
@@ -38,10 +40,14 @@ from scdiff.train import TrainConfig
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
-WEIGHTS = {"model": "model.safetensors", "ema": "ema.safetensors"}
+WEIGHTS = {"model": "model.safetensors", "ema": "ema.safetensors", "space": "space.safetensors"}
 LOG = "train_log.csv"
 PLOT = "loss.png"
 CHECKPOINT = "checkpoint.safetensors"
+#: A checkpoint's tensors under this prefix are kept for the phase after (the fitted space).
+KEEP_PREFIX = "keep."
+#: The autoencoder's training log (a latent space only).
+SPACE_LOG = "space_log.csv"
 #: The training log's first columns; a monitored run adds mmd and mmd_floor.
 LOG_COLUMNS = ("step", "loss", "grad_norm", "lr")
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib")
@@ -58,6 +64,8 @@ class Run:
     seed: int | None
     log: list[dict] = field(default_factory=list)
     run_id: str = ""  # names this training; generated cells carry it in their names
+    space_train: TrainConfig | None = None  # the latent space's autoencoder training
+    space_log: list[dict] = field(default_factory=list)
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -143,7 +151,7 @@ def start_training(path: str | os.PathLike, *, overwrite: bool) -> Path:
     checkpoint, never the old model beside it."""
     path = prepare_dir(path, overwrite=overwrite)
     if overwrite:
-        for name in (CONFIG, *WEIGHTS.values(), LOG, PLOT, CHECKPOINT):
+        for name in (CONFIG, *WEIGHTS.values(), LOG, SPACE_LOG, PLOT, CHECKPOINT):
             (path / name).unlink(missing_ok=True)
     return path
 
@@ -161,10 +169,17 @@ def save(path: str | os.PathLike, run: Run, *, overwrite: bool) -> Path:
     path = prepare_dir(path, overwrite=overwrite)
     config = {**run.parts.to_config(), "run_id": run.run_id,
               "train": run.train_config.to_config() if run.train_config else None, "seed": run.seed}
-    write_run(path, config, {"model": run.model_state, "ema": run.ema_state})
+    if run.space_train is not None:
+        config["space_train"] = run.space_train.to_config()
+    weights = {"model": run.model_state, "ema": run.ema_state}
+    if run.parts.space.kind != "gene":
+        weights["space"] = run.parts.space.tensors()
+    write_run(path, config, weights)
     if run.log:
         write_log(path / LOG, run.log)
         _write_loss_plot(path / PLOT, run.log)
+    if run.space_log:
+        write_log(path / SPACE_LOG, run.space_log)
     ckpt = path / CHECKPOINT
     if ckpt.exists():  # training finished: the final weights supersede the checkpoint
         ckpt.unlink()
@@ -192,11 +207,33 @@ def load(path: str | os.PathLike) -> Run:
                        "the run is damaged or from another version: train again.") from err
     model_state, ema_state = read_weights(path, config, "model"), read_weights(path, config, "ema")
     _check_consistent(path, parts, model_state, ema_state)
-    log_path = Path(path) / LOG
+    if parts.space.kind != "gene":
+        _load_space(path, config, parts)
+    log_path, space_log = Path(path) / LOG, Path(path) / SPACE_LOG
     # a run saved before run ids: its EMA weights' hash names it as well
     run_id = config.get("run_id") or str(config.get("files", {}).get(WEIGHTS["ema"], ""))[:12]
+    space_train = TrainConfig.from_config(config["space_train"]) if config.get("space_train") else None
     return Run(parts, model_state, ema_state, train, config.get("seed"),
-               read_log(log_path) if log_path.exists() else [], run_id)
+               read_log(log_path) if log_path.exists() else [], run_id, space_train,
+               read_log(space_log) if space_log.exists() else [])
+
+
+def _load_space(path, config: dict, parts: ModelParts) -> None:
+    """The fitted space's arrays, checked against the shapes its config implies."""
+    tensors = read_weights(path, config, "space")
+    space = parts.space
+    if space.kind == "pca":
+        want = {"components": (space.latent_dim, space.n_inputs), "mean": (space.n_inputs,)}
+    else:
+        with torch.device("meta"):
+            ae = space.build_autoencoder()
+        want = {f"autoencoder.{k}": tuple(v.shape) for k, v in ae.state_dict().items()}
+        want["latent_mean"] = (space.latent_dim,)
+    if space.n_inputs != len(parts.preprocessor.genes) or any(
+            k not in tensors or tuple(tensors[k].shape) != shape for k, shape in want.items()):
+        raise RunError(f"{path}/{CONFIG} does not fit {WEIGHTS['space']} (the space's shapes differ): "
+                       "it was edited or damaged; use the original run folder.")
+    space.load_tensors(tensors)
 
 
 def _check_consistent(path, parts: ModelParts, *weights: dict[str, torch.Tensor]) -> None:
@@ -204,11 +241,13 @@ def _check_consistent(path, parts: ModelParts, *weights: dict[str, torch.Tensor]
     network is built (an edited width must not allocate gigabytes first)."""
     pre, enc, net = parts.preprocessor, parts.encoder, parts.network_config
     per_gene = {"genes": len(pre.genes), "mean": len(pre.mean), "std": len(pre.std),
-                "network n_genes": net.get("n_genes")}
+                "the space's input": parts.space.n_inputs}
     per_gene.update({k: len(getattr(pre, k)) for k in ("min_nonzero", "max") if getattr(pre, k)})
     problems = [f"{k} has {v}" for k, v in per_gene.items() if v != len(pre.genes)]
     if problems:
         problems.insert(0, f"{len(pre.genes)} genes listed")
+    if net.get("n_genes") != parts.space.dim:
+        problems.append(f"the network's width {net.get('n_genes')} is not the space's {parts.space.dim}")
     if list(net.get("n_categories", [])) != enc.n_categories or net.get("n_doses") != len(enc.dose_keys):
         problems.append("the conditions and the network's inputs differ")
     if not problems:

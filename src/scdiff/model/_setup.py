@@ -21,9 +21,13 @@ from scdiff._errors import InputError, arg
 from scdiff.data import ConditionEncoder, Preprocessor, cell_sketch, check_anndata, expression
 from scdiff.data._backed import BackedFiles
 from scdiff.data._cells import expressed_genes
+from scdiff.data._counts import CountCells, counts_of
 from scdiff.data._library import fit_library_sizes
+from scdiff.data._preprocess import read_expression
 from scdiff.diffusion import NoiseSchedule
-from scdiff.nn import DOSE_ENCODERS, ConditionalMLP
+from scdiff.model._space import Cells, choose_space, fit_pca, new_space
+from scdiff.nn import BACKBONES, DOSE_ENCODERS, ConditionedNetwork, build_network
+from scdiff.space import GeneSpace, Space, space_from_config
 from scdiff.train import CellTensors
 
 
@@ -46,6 +50,9 @@ class ModelParts:
     training_cells
         A sketch of the training cells' names (:func:`scdiff.data.cell_sketch`), so that
         an evaluation against them can be recognised (empty for older runs).
+    space
+        The space the diffusion runs in (:mod:`scdiff.space`): the modelled genes (runs
+        from before spaces), their principal components, or a count autoencoder's latent.
     """
 
     preprocessor: Preprocessor
@@ -54,14 +61,21 @@ class ModelParts:
     network_config: dict
     library: dict[str, list[float]] = field(default_factory=dict)
     training_cells: dict = field(default_factory=dict)
+    space: Space | None = None
+
+    def __post_init__(self) -> None:
+        if self.space is None:
+            self.space = GeneSpace(len(self.preprocessor.genes))
 
     @property
     def genes(self) -> list[str]:
-        return list(self.preprocessor.genes)
+        """The genes generated cells hold: every gene of the data in a count space, else
+        the modelled genes."""
+        return list(self.space.genes) if self.space.kind == "latent" else list(self.preprocessor.genes)
 
-    def build_network(self) -> ConditionalMLP:
+    def build_network(self) -> ConditionedNetwork:
         """A freshly initialised network of this configuration (draws from torch's RNG)."""
-        return ConditionalMLP(**self.network_config)
+        return build_network(self.network_config)
 
     def dose_pairs(self) -> dict[str, str]:
         """Dose -> the categorical attribute (drug) it is the dose of."""
@@ -77,25 +91,31 @@ class ModelParts:
             "conditions": self.encoder.to_config(),
             "library_sizes": self.library,
             "training_cells": self.training_cells,
+            "space": self.space.to_config(),
         }
 
     @classmethod
     def from_config(cls, config: dict) -> ModelParts:
         """The parts a run's config records (KeyError or TypeError when it lacks them)."""
+        pre = Preprocessor.from_config(config["preprocess"])
         return cls(
-            preprocessor=Preprocessor.from_config(config["preprocess"]),
+            preprocessor=pre,
             encoder=ConditionEncoder.from_config(config["conditions"]),
             schedule=NoiseSchedule.from_config(config["schedule"]),
             network_config=dict(config["network"]),
             library=config.get("library_sizes") or {},
             training_cells=config.get("training_cells") or {},
+            space=space_from_config(config.get("space"), len(pre.genes)),
         )
 
     def fingerprint(self) -> str:
-        """Hash of what the weights' meaning depends on: genes, scaling, conditions, network."""
-        blob = json.dumps([self.network_config, self.preprocessor.to_config(),
-                           self.encoder.keys, self.encoder.categories, self.encoder.dose_keys,
-                           self.schedule.to_config()], sort_keys=True)
+        """Hash of what the weights' meaning depends on: genes, scaling, conditions, network,
+        space (runs in gene space hash as they did before spaces)."""
+        parts = [self.network_config, self.preprocessor.to_config(), self.encoder.keys,
+                 self.encoder.categories, self.encoder.dose_keys, self.schedule.to_config()]
+        if self.space.kind != "gene":
+            parts.append(self.space.to_config())
+        blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -112,12 +132,17 @@ def setup(
     dose_by: str | Mapping[str, str] | None,
     additive: bool | str,
     clip_negative: bool = False,
+    space: str = "gene",
+    latent_dim: int = 32,
+    autoencoder: Mapping | None = None,
 ):
-    """(:class:`ModelParts`, training cells) of a new model of ``adata``.
+    """(:class:`ModelParts`, :class:`~scdiff.model._space.Cells`) of a new model of ``adata``.
 
     ``network`` holds width, depth and dropout; ``schedule`` the schedule's name,
-    prediction and number of timesteps. A backed AnnData gives training cells that are
-    read from disk in row blocks (:class:`~scdiff.data.BackedCells`).
+    prediction and number of timesteps; ``space`` where the diffusion runs
+    (:func:`~scdiff.model._space.choose_space`), a PCA fitted here, an autoencoder when
+    training starts. A backed AnnData gives training cells that are read from disk in row
+    blocks (:class:`~scdiff.data.BackedCells`).
     """
     if not isinstance(adata, ad.AnnData | BackedFiles):
         raise InputError(f"adata needs to be an AnnData (or files from scdiff.data.read_backed), "
@@ -136,25 +161,73 @@ def setup(
     encoder = ConditionEncoder.fit(adata.obs, condition, dose)
     library = fit_library_sizes(row_sums if adata.isbacked else expression(adata, layer), adata.obs,
                                 input_scale=preprocessor.input_scale, keys=encoder.keys)
+    kind = choose_space(space, has_library=bool(library))
+    space_obj = new_space(kind, preprocessor, adata.var_names, latent_dim=latent_dim,
+                          autoencoder=autoencoder)
     network_config = {
-        "n_genes": len(preprocessor.genes), "n_categories": encoder.n_categories,
+        "n_genes": space_obj.dim, "n_categories": encoder.n_categories,
         "n_doses": len(encoder.dose_keys), "width": int(network["width"]),
         "depth": int(network["depth"]), "dropout": float(network["dropout"]),
         "dose_encoder": check_dose_encoder(dose_encoder),
         "dose_pairs": dose_pairs(adata.obs, encoder.keys, encoder.dose_keys, dose_by),
         "additive": check_additive(additive, len(encoder.keys) + len(encoder.dose_keys)),
+        **backbone_config(network.get("backbone", "mlp"), space_obj.dim, kind),
     }
     # the training cells' sketch (in memory only: for backed data it would cost another pass)
     sketch = {} if adata.isbacked else cell_sketch(adata.obs_names, expressed_genes(
         expression(adata, layer)[:, adata.var_names.get_indexer(preprocessor.genes)]))
     parts = ModelParts(preprocessor, encoder, NoiseSchedule(**schedule), network_config, library,
-                       sketch)
-    codes, doses = encoder.encode(adata.obs)
+                       sketch, space_obj)
+    return parts, _cells(adata, layer, parts, None if adata.isbacked else z,
+                         row_sums if adata.isbacked else None)
+
+
+def _cells(adata, layer: str | None, parts: ModelParts, z: np.ndarray | None, row_sums) -> Cells:
+    """The training cells (``z``: standardised, in memory; else read from the backed files),
+    with the autoencoder's for a latent space; a PCA space is fitted on them here."""
+    codes, doses = parts.encoder.encode(adata.obs)
     if adata.isbacked:
         from scdiff.data._backed import BackedCells, RowReader
 
-        return parts, BackedCells(RowReader(adata, layer), preprocessor, codes, doses)
-    return parts, CellTensors(torch.from_numpy(z), torch.from_numpy(codes), torch.from_numpy(doses))
+        cells = Cells(BackedCells(RowReader(adata, layer), parts.preprocessor, codes, doses))
+    else:
+        cells = Cells(CellTensors(torch.from_numpy(z), torch.from_numpy(codes), torch.from_numpy(doses)))
+    if parts.space.kind == "pca":
+        fit_pca(parts.space, cells.genes)
+    elif parts.space.kind == "latent":
+        cells.counts = _count_cells(adata, layer, parts.preprocessor, cells.genes, row_sums)
+    return cells
+
+
+def _count_cells(adata, layer: str | None, pre: Preprocessor, genes, row_sums):
+    """The autoencoder's training cells: every gene's counts beside the modelled genes."""
+    if adata.isbacked:
+        from scdiff.data._counts import BackedCountCells, no_library_sizes, total_counts_column
+
+        sizes = (np.asarray(row_sums).ravel() if pre.input_scale == "counts"
+                 else total_counts_column(adata.obs))
+        if sizes is None:
+            raise no_library_sizes()
+        return BackedCountCells(genes.reader, pre, genes.codes, genes.doses, sizes=sizes)
+    X, _ = read_expression(adata, layer, clip=pre.clip_negative)
+    counts, sizes = counts_of(X, adata.obs, pre.input_scale, target_sum=pre.target_sum)
+    return CountCells(genes.x.numpy(), counts, sizes)
+
+
+def backbone_config(backbone: str, dim: int, space: str) -> dict:
+    """The network config's backbone entries: none for the MLP (its configs read as before),
+    ``backbone``, ``tokens`` (the largest divisor of the latent's dimensions up to 8) and
+    ``heads`` for the transformer, which runs over a latent's tokens only."""
+    if backbone not in BACKBONES:
+        raise InputError(f"{arg('backbone', backbone)} needs to be one of {', '.join(BACKBONES)}.")
+    if backbone == "mlp":
+        return {}
+    if space == "gene":
+        raise InputError(f"{arg('backbone', 'transformer')} runs over the tokens of a latent; give "
+                         f"{arg('space', 'latent')} or {arg('space', 'pca')}, or use "
+                         f"{arg('backbone', 'mlp')} in gene space.")
+    tokens = max(k for k in range(1, 9) if dim % k == 0)
+    return {"backbone": "transformer", "tokens": tokens, "heads": 4}
 
 
 def check_dose_encoder(kind: str) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from scdiff._errors import InputError, arg
 from scdiff.model._setup import ModelParts
+from scdiff.model._space import encode_cells
 
 
 def translation_inputs(
@@ -20,8 +21,8 @@ def translation_inputs(
     strength: float,
     rng: np.random.Generator,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, int]:
-    """(target conditions, the cells' own conditions, standardised expression, start
-    timestep) for translating ``source``.
+    """(target conditions, the cells' own conditions, the cells in the network's space,
+    start timestep) for translating ``source``.
 
     Each cell keeps its own value of every attribute not named in ``condition``/``dose``
     (its cell type, say); attributes absent from ``source.obs`` and not named are drawn
@@ -45,6 +46,6 @@ def translation_inputs(
             own[key] = (col.astype(str) if key in enc.keys else col.astype(float)).to_numpy()
             if key not in condition and key not in dose:
                 frame[key] = own[key]
-    z = parts.preprocessor.transform(parts.preprocessor.log_expression(source))
+    z = encode_cells(parts, source, "the cells to translate")
     t_start = int(round(float(strength) * (parts.schedule.num_timesteps - 1)))
     return frame, own, z, t_start

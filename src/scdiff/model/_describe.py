@@ -1,0 +1,32 @@
+"""What a model is, in one line (``repr``) and as plain data (``scdiff info``)."""
+
+from __future__ import annotations
+
+
+def one_line(model) -> str:
+    """``ConditionalDiffusion(<genes>; <space>; conditions: ...; doses: ...; <trained>)``."""
+    enc, space = model.encoder, model.space
+    conds = ", ".join(f"{k} ({len(c)})" for k, c in zip(enc.keys, enc.categories, strict=True))
+    state = f"trained {model.train_config.steps} steps" if model.train_config else "untrained"
+    where = "" if space.kind == "gene" else f"; {space.kind} space of {space.dim}"
+    return (f"ConditionalDiffusion({len(model.genes)} genes{where}; conditions: {conds or 'none'}; "
+            f"doses: {', '.join(enc.dose_keys) or 'none'}; {state})")
+
+
+def info(model) -> dict:
+    """What the run holds, as plain data."""
+    pre, enc = model.preprocessor, model.encoder
+    return {
+        "genes": len(model.genes), "modelled_genes": len(pre.genes), "input_scale": pre.input_scale,
+        "layer": pre.layer, "hvg_selected": pre.hvg, "genes_in_input": pre.n_genes_input,
+        "space": {k: v for k, v in model.space.to_config().items() if k != "genes"},
+        "space_train": model.space_train.to_config() if model.space_train else None,
+        "conditions": dict(zip(enc.keys, enc.categories, strict=True)),
+        "doses": {k: [v[0], v[-1]] if v else [] for k, v in zip(enc.dose_keys, enc.dose_values,
+                                                                 strict=True)},
+        "network": model.network_config,
+        "parameters": sum(p.numel() for p in model.network.parameters()),
+        "schedule": model.schedule.to_config(),
+        "train": model.train_config.to_config() if model.train_config else None,
+        "final_loss": model.log[-1]["loss"] if model.log else None,
+    }
