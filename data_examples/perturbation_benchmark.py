@@ -41,11 +41,13 @@ def _like(real: ad.AnnData, per_group: int) -> pd.DataFrame:
 
 
 def simulated(encoder: str, dose_by, seed: int, steps, device: str, per_group: int,
-              guidances, schedule: str = "cosine", samplings=(("ddim", 50),)) -> pd.DataFrame:
+              guidances, schedule: str = "cosine", samplings=(("ddim", 50),),
+              space: str = "auto") -> pd.DataFrame:
     train = ad.read_h5ad(HERE / "simulated_train.h5ad")
     test = ad.read_h5ad(HERE / "simulated_test.h5ad")
     model = scdiff.ConditionalDiffusion(train, condition=["cell_type", "drug"], dose="dose",
-                                        dose_encoder=encoder, dose_by=dose_by, schedule=schedule)
+                                        dose_encoder=encoder, dose_by=dose_by, schedule=schedule,
+                                        space=space)
     start = time.perf_counter()
     model.train(steps=steps, seed=seed, device=device, progress=False)
     took = time.perf_counter() - start
@@ -180,12 +182,12 @@ def _ridge(X: np.ndarray, y: np.ndarray, lam: float = 10.0):
     return lambda Z: (Z - mu) @ w + ym
 
 
-def pbmc_s_score(encoder: str, seed: int, steps, device: str) -> dict:
+def pbmc_s_score(encoder: str, seed: int, steps, device: str, space: str = "auto") -> dict:
     """Generated cells' S-phase score against the S_score asked for (a covariate as a dose)."""
     train = ad.read_h5ad(HERE / "pbmc_train.h5ad")
     test = ad.read_h5ad(HERE / "pbmc_test.h5ad")
     model = scdiff.ConditionalDiffusion(train, condition="cell_type", dose="S_score",
-                                        dose_encoder=encoder)
+                                        dose_encoder=encoder, space=space)
     model.train(steps=steps, seed=seed, device=device, progress=False)
     def dense(a: ad.AnnData) -> np.ndarray:
         x = a[:, model.genes].X
@@ -223,6 +225,7 @@ def main() -> None:
     parser.add_argument("--sampling", default='[["ddim", 50]]',
                         help='JSON list of [sampler, steps], e.g. [["ddim", 50], ["dpm++", 10]]')
     parser.add_argument("--pbmc", default="sigmoid", help="encoders to run the pbmc S_score check with")
+    parser.add_argument("--space", default="auto", help="where the diffusion runs: auto, gene, pca or latent")
     parser.add_argument("--out", type=Path, default=Path("bench/results"),
                         help="folder of simulated.csv and pbmc.json (bench/results is git-ignored)")
     parser.add_argument("--ceilings", action="store_true",
@@ -247,11 +250,11 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         for enc, by in configs:
             res = simulated(enc, by, seed, args.steps, args.device, args.per_group, guidances,
-                            args.schedule, json.loads(args.sampling))
+                            args.schedule, json.loads(args.sampling), args.space)
             print(res.round(3).to_string(), flush=True)
             results.append(res)
             pd.concat(results).to_csv(args.out / "simulated.csv", index=False)
-    pbmc = [pbmc_s_score(e, 0, args.steps, args.device) for e in args.pbmc.split(",") if e]
+    pbmc = [pbmc_s_score(e, 0, args.steps, args.device, args.space) for e in args.pbmc.split(",") if e]
     (args.out / "pbmc.json").write_text(json.dumps(pbmc, indent=1))
     print(json.dumps(pbmc, indent=1))
 
