@@ -198,15 +198,29 @@ def _truth_on_modelled_genes(train, test, condition, seed) -> pd.Series:
 
 
 def auto_column(name: str, columns: list[str]) -> str | None:
-    """The column of the space ``space="auto"`` picks on this data set (library sizes known:
-    latent; else gene)."""
+    """The column of the space ``space="auto"`` picks on this data set
+    (:func:`scdiff.model._space.choose_space`)."""
+    pick = "scdiff_" + auto_space(name)
+    return pick if pick in columns else None
+
+
+def auto_space(name: str) -> str:
+    from scdiff.data._counts import total_counts_column
+    from scdiff.data._validate import detect_scale
+    from scdiff.model._space import choose_space
+
+    train, _, opts = load(name)
+    known = detect_scale(train.X) == "counts" or total_counts_column(train.obs) is not None
+    keys = opts["condition"] if isinstance(opts["condition"], list) else [opts["condition"]]
+    return choose_space("auto", has_library=known, n_attributes=len(keys) + int("dose" in opts))
+
+
+def can_be_latent(name: str) -> bool:
     from scdiff.data._counts import total_counts_column
     from scdiff.data._validate import detect_scale
 
     train, _, _ = load(name)
-    known = detect_scale(train.X) == "counts" or total_counts_column(train.obs) is not None
-    pick = "scdiff_latent" if known else "scdiff_gene"
-    return pick if pick in columns else None
+    return detect_scale(train.X) == "counts" or total_counts_column(train.obs) is not None
 
 
 def noise_of(name: str, seeds: list[int]) -> tuple[pd.Series, str]:
@@ -271,7 +285,7 @@ def main() -> None:
     results = []
     for name in args.datasets.split(","):
         spaces = args.spaces.split(",")
-        if auto_column(name, ["scdiff_latent"]) is None:  # no library sizes: no count space
+        if not can_be_latent(name):  # no library sizes: no count space
             spaces = [s for s in spaces if s != "latent"]
         variants = {f"scdiff_{s}": {"space": s} for s in spaces}
         tables, took, done = [], [], []

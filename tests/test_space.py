@@ -231,6 +231,8 @@ def test_auto_picks_latent_where_library_sizes_are_known():
     assert scdiff.ConditionalDiffusion(logged, condition="cell_type").space.kind == "gene"
     logged.obs["n_counts"] = np.asarray(counts.X.sum(1)).ravel()
     assert scdiff.ConditionalDiffusion(logged, condition="cell_type").space.kind == "latent"
+    # a dose (or a second condition): combinations to compose, which gene space does better
+    assert scdiff.ConditionalDiffusion(counts, condition="cell_type", dose="dose").space.kind == "gene"
 
 
 def test_space_options_are_checked():
@@ -241,6 +243,9 @@ def test_space_options_are_checked():
         scdiff.ConditionalDiffusion(a, condition="cell_type", space="pca", latent_dim=1)
     with pytest.raises(InputError, match="latent_dim=12 needs to be below the 12 modelled genes"):
         scdiff.ConditionalDiffusion(a, condition="cell_type", space="pca", latent_dim=12)
+    # without a latent_dim, a PCA of 12 genes keeps 11 components (32 otherwise)
+    assert scdiff.ConditionalDiffusion(a, condition="cell_type", space="pca").space.dim == 11
+    assert scdiff.ConditionalDiffusion(a, condition="cell_type", space="latent").space.latent_dim == 32
     with pytest.raises(InputError, match="autoencoder=.*names \\['depht'\\]"):
         scdiff.ConditionalDiffusion(a, condition="cell_type", space="latent", autoencoder={"depht": 2})
     logged = a.copy()
@@ -441,3 +446,25 @@ def test_transformer_blocks_start_as_the_identity():
     cond = torch.randn(3, 16)
     for block in net.blocks:  # zero gates: each block passes its input through
         torch.testing.assert_close(block(h, cond), h)
+
+
+def test_benchmark_scores_spaces_side_by_side_on_the_modelled_genes(tmp_path):
+    from typer.testing import CliRunner
+
+    from scdiff._benchmark import benchmark
+    from scdiff.cli import app
+
+    train = make_counts(n_per_type=30, n_genes=30, seed=14)
+    test = make_counts(n_per_type=12, n_genes=30, seed=15)
+    test.obs_names = [f"t{i}" for i in range(test.n_obs)]
+    table = benchmark(train, test, condition="cell_type", n_genes=20, seed=0,
+                      model_kwargs={"width": 16, "depth": 1}, train_kwargs={"steps": 10},
+                      variants={"gene": {"space": "gene"}, "latent": {"space": "latent", "latent_dim": 4}})
+    assert {"gene", "latent", "gaussian_pca", "resample_train", "floor"} <= set(table.columns)
+    assert {"corr_distance", "membership_auc"} <= set(table.index)
+    train.write_h5ad(tmp_path / "train.h5ad")
+    test.write_h5ad(tmp_path / "test.h5ad")
+    res = CliRunner().invoke(app, ["benchmark", str(tmp_path / "train.h5ad"), str(tmp_path / "test.h5ad"),
+                                   "-c", "cell_type", "--steps", "5", "--space", "pca", "--quiet", "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"membership_auc"' in res.output

@@ -45,7 +45,7 @@ def train(
     clip_negative: bool = False,
     schedule: str = "cosine",
     space: str = "auto",
-    latent_dim: int = 32,
+    latent_dim: int | None = None,
     backed: bool = False,
     overwrite: bool = False,
     resume: bool = False,

@@ -102,7 +102,7 @@ def train(
         help="default, or atlas (millions of cells): the largest batch the GPU's memory holds "
              "and CUDA graphs; batch 4096 on the CPU.")] = "default",
     space: Space = "auto",
-    latent_dim: LatentDim = 32,
+    latent_dim: LatentDim = None,
     autoencoder_steps: AutoencoderSteps = None,
     threads: Threads = "auto",
     quiet: Quiet = False,
@@ -254,6 +254,7 @@ def benchmark(
     layer: Layer = None,
     genes: Genes = 2000,
     steps: Annotated[int | None, typer.Option(help="Training steps (default: from data size).")] = None,
+    space: Space = "auto",
     seed: Seed = 0,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
@@ -264,7 +265,8 @@ def benchmark(
 
     table = commands.benchmark(train, test, condition=condition, dose=dose, out=out, layer=layer,
                                n_genes=genes, train_kwargs={"steps": steps}, seed=seed,
-                               overwrite=overwrite, progress=not quiet)
+                               model_kwargs={"space": space}, overwrite=overwrite,
+                               progress=not quiet)
     if as_json:
         sys.stdout.write(table.to_json(orient="index", indent=2) + "\n")
         return

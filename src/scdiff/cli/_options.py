@@ -27,6 +27,7 @@ Space = Annotated[str, typer.Option(
          "components), latent (an autoencoder trained first, whose count decoder writes every "
          "gene; needs counts or an n_counts column) or auto (latent where library sizes are "
          "known, else gene).")]
-LatentDim = Annotated[int, typer.Option(help="Dimensions of the pca or latent space.")]
+LatentDim = Annotated[int | None, typer.Option(
+    help="Dimensions of the pca or latent space (default 32; a PCA of fewer genes: one less than them).")]
 AutoencoderSteps = Annotated[int | None, typer.Option(
     help="Steps of the latent space's autoencoder (default: from the data size, or --steps).")]

@@ -72,7 +72,8 @@ class ConditionalDiffusion:
         sizes: counts, or an ``n_counts`` column) or ``"auto"`` (the default): ``latent``
         where library sizes are known, else ``gene`` (docs/fidelity.md).
     latent_dim
-        Dimensions of the ``pca`` or ``latent`` space.
+        Dimensions of the ``pca`` or ``latent`` space (default 32; for a PCA of fewer genes,
+        one less than their number).
     autoencoder
         Settings of the latent space's autoencoder: ``width``, ``depth``, ``dropout``,
         ``kl_weight`` (:class:`scdiff.space.CountSpace`).
@@ -109,7 +110,7 @@ class ConditionalDiffusion:
         additive: bool | str = "auto",
         clip_negative: bool = False,
         space: str = "auto",
-        latent_dim: int = 32,
+        latent_dim: int | None = None,
         autoencoder: Mapping | None = None,
         backbone: str = "mlp",
     ) -> None:

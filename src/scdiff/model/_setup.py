@@ -133,7 +133,7 @@ def setup(
     additive: bool | str,
     clip_negative: bool = False,
     space: str = "gene",
-    latent_dim: int = 32,
+    latent_dim: int | None = None,
     autoencoder: Mapping | None = None,
 ):
     """(:class:`ModelParts`, :class:`~scdiff.model._space.Cells`) of a new model of ``adata``.
@@ -161,7 +161,8 @@ def setup(
     encoder = ConditionEncoder.fit(adata.obs, condition, dose)
     library = fit_library_sizes(row_sums if adata.isbacked else expression(adata, layer), adata.obs,
                                 input_scale=preprocessor.input_scale, keys=encoder.keys)
-    kind = choose_space(space, has_library=bool(library))
+    kind = choose_space(space, has_library=bool(library),
+                        n_attributes=len(encoder.keys) + len(encoder.dose_keys))
     space_obj = new_space(kind, preprocessor, adata.var_names, latent_dim=latent_dim,
                           autoencoder=autoencoder)
     network_config = {

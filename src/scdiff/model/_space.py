@@ -24,21 +24,28 @@ SPACE_CHOICES = ("auto", *SPACES)
 AUTOENCODER_OPTIONS = ("width", "depth", "dropout", "kl_weight", "posterior_noise")
 
 
-def choose_space(space: str, *, has_library: bool) -> str:
-    """The space ``space`` names; ``auto`` is ``latent`` where the model knows library sizes
-    (counts, or an ``n_counts`` column), else ``gene`` (docs/fidelity.md measures both)."""
+def choose_space(space: str, *, has_library: bool, n_attributes: int = 1) -> str:
+    """The space ``space`` names. ``auto`` is ``latent`` where the model knows library sizes
+    (counts, or an ``n_counts`` column) and has one attribute at most (one condition, no
+    dose); else ``gene``: attributes composed into combinations never measured add up in
+    gene space (its additive path), and scored far lower in a latent (docs/fidelity.md)."""
     if space not in SPACE_CHOICES:
         raise InputError(f"{arg('space', space)} needs to be one of {', '.join(SPACE_CHOICES)}.")
     if space == "auto":
-        return "latent" if has_library else "gene"
+        return "latent" if has_library and n_attributes <= 1 else "gene"
     return space
+
+
+#: The latent's dimensions when none are given.
+LATENT_DIM = 32
 
 
 def check_space(space: str, latent_dim) -> None:
     """Refuse a bad ``space`` or ``latent_dim`` before any data is read."""
     if space not in SPACE_CHOICES:
         raise InputError(f"{arg('space', space)} needs to be one of {', '.join(SPACE_CHOICES)}.")
-    check_latent_dim(latent_dim)
+    if latent_dim is not None:
+        check_latent_dim(latent_dim)
 
 
 def check_latent_dim(latent_dim) -> int:
@@ -47,13 +54,16 @@ def check_latent_dim(latent_dim) -> int:
     return int(latent_dim)
 
 
-def new_space(kind: str, preprocessor: Preprocessor, var_names, *, latent_dim: int,
+def new_space(kind: str, preprocessor: Preprocessor, var_names, *, latent_dim: int | None,
               autoencoder: Mapping | None = None) -> Space:
     """An unfitted space of ``kind`` over the modelled genes (and, for ``latent``, writing
-    every gene of ``var_names``)."""
+    every gene of ``var_names``). ``latent_dim`` None: :data:`LATENT_DIM`, for a PCA at most
+    one less than the modelled genes."""
     n_in = len(preprocessor.genes)
     if kind == "gene":
         return GeneSpace(n_in)
+    if latent_dim is None:
+        latent_dim = min(LATENT_DIM, n_in - 1) if kind == "pca" else LATENT_DIM
     latent_dim = check_latent_dim(latent_dim)
     if kind == "pca":
         if latent_dim >= n_in:
