@@ -34,13 +34,11 @@ def files(tmp_path_factory):
 
 def test_train_writes_run(files):
     names = sorted(p.name for p in (files / "run").iterdir())
-    # counts: the default space is the autoencoder's latent, its weights and log beside the network's
-    assert names == ["config.json", "ema.safetensors", "loss.png", "model.safetensors",
-                     "space.safetensors", "space_log.csv", "train_log.csv"]
+    # a cell type and a dose: auto keeps gene space (the latent loses on doses), no space files
+    assert names == ["config.json", "ema.safetensors", "loss.png", "model.safetensors", "train_log.csv"]
     cfg = json.loads((files / "run" / "config.json").read_text())
     assert cfg["conditions"]["keys"] == ["cell_type"] and cfg["train"]["steps"] == 25
-    assert cfg["space"]["kind"] == "latent" and cfg["space_train"]["steps"] == 25
-    assert cfg["files"]["space.safetensors"]
+    assert cfg["space"]["kind"] == "gene" and "space.safetensors" not in cfg["files"]
     assert cfg["preprocess"]["input_scale"] == "counts" and "torch" in cfg["versions"]
 
 
