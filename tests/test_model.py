@@ -359,3 +359,12 @@ def test_sampling_defaults_unipc_10_steps_and_a_cpu_batch(tiny_run):
     # the batch only splits the cells: each gets the same noise (up to a matmul's rounding)
     np.testing.assert_allclose(model.sample(50, sampler="ddim", steps=5, batch_size=16).X,
                                model.sample(50, sampler="ddim", steps=5, batch_size=1024).X, rtol=1e-5)
+
+
+def test_default_length_follows_the_data():
+    from scdiff.model import auto_steps
+
+    assert auto_steps(124, 256) == 120  # smaller than a batch: 120 whole passes, no copying
+    assert auto_steps(490, 256) == 2000  # 600 epochs would be fewer: the floor
+    assert auto_steps(1840, 256) == 4312  # 600 epochs
+    assert auto_steps(10**6, 256) == 20000

@@ -35,8 +35,17 @@ from scdiff.train._data import PosteriorCells
 from scdiff.train._distributed import distributed, is_main_process
 
 
+#: The default length of data smaller than one batch (a table of a few hundred rows), where
+#: every step is a whole pass: 2,000 such passes let generated rows copy training rows.
+SMALL_DATA_STEPS = 120
+
+
 def auto_steps(n_cells: int, batch_size: int) -> int:
-    """Default training length: ~2 minutes on a 2-core CPU for small data, more epochs on larger."""
+    """Default training length: 600 epochs, at least 2,000 steps and at most 20,000 (about
+    two minutes on a 2-core CPU for small data); :data:`SMALL_DATA_STEPS` passes where all
+    the cells fit in one batch."""
+    if n_cells < batch_size:
+        return SMALL_DATA_STEPS
     epochs_equiv = 600 * n_cells / batch_size
     return int(np.clip(epochs_equiv, 2000, 20000))
 
