@@ -245,7 +245,7 @@ def test_space_options_are_checked():
         scdiff.ConditionalDiffusion(a, condition="cell_type", space="pca", latent_dim=12)
     # without a latent_dim, a PCA of 12 genes keeps 11 components (32 otherwise)
     assert scdiff.ConditionalDiffusion(a, condition="cell_type", space="pca").space.dim == 11
-    assert scdiff.ConditionalDiffusion(a, condition="cell_type", space="latent").space.latent_dim == 32
+    assert scdiff.ConditionalDiffusion(a, condition="cell_type", space="latent").space.latent_dim == 64
     with pytest.raises(InputError, match="autoencoder=.*names \\['depht'\\]"):
         scdiff.ConditionalDiffusion(a, condition="cell_type", space="latent", autoencoder={"depht": 2})
     logged = a.copy()

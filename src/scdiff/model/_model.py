@@ -70,10 +70,11 @@ class ConditionalDiffusion:
         when decoding), ``"latent"`` (the latent of an autoencoder trained first, whose
         negative-binomial decoder writes every gene of the data as counts; needs library
         sizes: counts, or an ``n_counts`` column) or ``"auto"`` (the default): ``latent``
-        where library sizes are known, else ``gene`` (docs/fidelity.md).
+        where library sizes are known and one attribute is modelled (one condition, no
+        dose), else ``gene`` (docs/fidelity.md).
     latent_dim
-        Dimensions of the ``pca`` or ``latent`` space (default 32; for a PCA of fewer genes,
-        one less than their number).
+        Dimensions of the ``pca`` space (default 32; for fewer genes, one less than their
+        number) or the ``latent`` space (default 64).
     autoencoder
         Settings of the latent space's autoencoder: ``width``, ``depth``, ``dropout``,
         ``kl_weight`` (:class:`scdiff.space.CountSpace`).

@@ -36,8 +36,10 @@ def choose_space(space: str, *, has_library: bool, n_attributes: int = 1) -> str
     return space
 
 
-#: The latent's dimensions when none are given.
-LATENT_DIM = 32
+#: The dimensions of a count autoencoder's latent, and of a PCA latent (at most the genes
+#: less one), when none are given (docs/fidelity.md measures 32 against 64).
+LATENT_DIM = 64
+PCA_DIM = 32
 
 
 def check_space(space: str, latent_dim) -> None:
@@ -57,13 +59,13 @@ def check_latent_dim(latent_dim) -> int:
 def new_space(kind: str, preprocessor: Preprocessor, var_names, *, latent_dim: int | None,
               autoencoder: Mapping | None = None) -> Space:
     """An unfitted space of ``kind`` over the modelled genes (and, for ``latent``, writing
-    every gene of ``var_names``). ``latent_dim`` None: :data:`LATENT_DIM`, for a PCA at most
+    every gene of ``var_names``). ``latent_dim`` None: :data:`LATENT_DIM`, for a PCA :data:`PCA_DIM`, at most
     one less than the modelled genes."""
     n_in = len(preprocessor.genes)
     if kind == "gene":
         return GeneSpace(n_in)
     if latent_dim is None:
-        latent_dim = min(LATENT_DIM, n_in - 1) if kind == "pca" else LATENT_DIM
+        latent_dim = min(PCA_DIM, n_in - 1) if kind == "pca" else LATENT_DIM
     latent_dim = check_latent_dim(latent_dim)
     if kind == "pca":
         if latent_dim >= n_in:
