@@ -28,6 +28,7 @@ Space = Annotated[str, typer.Option(
          "gene; needs counts or an n_counts column) or auto (latent where library sizes are "
          "known, else gene).")]
 LatentDim = Annotated[int | None, typer.Option(
-    help="Dimensions of the pca or latent space (default: pca 32, latent 64; a PCA of fewer genes: one less than them).")]
+    help="Dimensions of the pca or latent space (default: pca 32, latent 64; "
+    "a PCA of fewer genes: one less than them).")]
 AutoencoderSteps = Annotated[int | None, typer.Option(
     help="Steps of the latent space's autoencoder (default: from the data size, or --steps).")]

@@ -34,7 +34,6 @@ from scdiff.train._batch import atlas_batch
 from scdiff.train._data import PosteriorCells
 from scdiff.train._distributed import distributed, is_main_process
 
-
 #: The default length of data smaller than one batch (a table of a few hundred rows), where
 #: every step is a whole pass: 2,000 such passes let generated rows copy training rows.
 SMALL_DATA_STEPS = 120
