@@ -417,37 +417,6 @@ def test_a_latent_model_can_train_on_posterior_draws(tmp_path):
     model.save(tmp_path / "run")
     again = scdiff.ConditionalDiffusion.load(tmp_path / "run")
     assert again.space.posterior_noise and again.sample(5, seed=0).shape == (5, 24)
-
-
-def test_the_transformer_backbone_runs_over_latent_tokens(tmp_path):
-    from scdiff.nn import LatentTransformer
-
-    a = make_counts(n_per_type=20, n_genes=24, seed=13)
-    model = scdiff.ConditionalDiffusion(a, condition="cell_type", dose="dose", space="latent",
-                                        latent_dim=7, width=16, depth=1, backbone="transformer")
-    # 7 latent dimensions + the library size: 8 tokens of one dimension
-    assert model.network_config["tokens"] == 8 and isinstance(model.network, LatentTransformer)
-    model.train(steps=10, batch_size=16, progress=False)
-    model.save(tmp_path / "run")
-    again = scdiff.ConditionalDiffusion.load(tmp_path / "run")
-    np.testing.assert_array_equal(again.sample(6, seed=1).X, model.sample(6, seed=1).X)
-    with pytest.raises(InputError, match="backbone='transformer' runs over the tokens of a latent"):
-        scdiff.ConditionalDiffusion(a, condition="cell_type", space="gene", backbone="transformer")
-    with pytest.raises(InputError, match="backbone='unet' needs to be one of mlp, transformer"):
-        scdiff.ConditionalDiffusion(a, condition="cell_type", backbone="unet")
-
-
-def test_transformer_blocks_start_as_the_identity():
-    from scdiff.nn import LatentTransformer
-
-    torch.manual_seed(0)
-    net = LatentTransformer(16, n_categories=[2], width=16, depth=2, tokens=4, heads=2)
-    h = torch.randn(3, 4, 16)
-    cond = torch.randn(3, 16)
-    for block in net.blocks:  # zero gates: each block passes its input through
-        torch.testing.assert_close(block(h, cond), h)
-
-
 def test_benchmark_scores_spaces_side_by_side_on_the_modelled_genes(tmp_path):
     from typer.testing import CliRunner
 
@@ -468,3 +437,13 @@ def test_benchmark_scores_spaces_side_by_side_on_the_modelled_genes(tmp_path):
                                    "-c", "cell_type", "--steps", "5", "--space", "pca", "--quiet", "--json"])
     assert res.exit_code == 0, res.output
     assert '"membership_auc"' in res.output
+
+
+def test_a_run_saved_with_the_removed_transformer_backbone_is_refused_clearly():
+    from scdiff.nn import build_network
+
+    config = {"n_genes": 8, "n_categories": [2], "width": 16, "depth": 1, "backbone": "transformer",
+              "tokens": 8, "heads": 4}
+    with pytest.raises(ValueError, match="'transformer', which this scdiff no longer builds"):
+        build_network(config)
+    assert build_network({**config, "backbone": "mlp"}).__class__.__name__ == "ConditionalMLP"

@@ -78,10 +78,6 @@ class ConditionalDiffusion:
     autoencoder
         Settings of the latent space's autoencoder: ``width``, ``depth``, ``dropout``,
         ``kl_weight`` (:class:`scdiff.space.CountSpace`).
-    backbone
-        The network: ``"mlp"`` (the residual MLP with adaLN-Zero) or ``"transformer"`` (a
-        small diffusion transformer over the latent's tokens, ``pca`` or ``latent`` space
-        only; :class:`scdiff.nn.LatentTransformer`). docs/fidelity.md compares them.
 
     Examples
     --------
@@ -113,13 +109,12 @@ class ConditionalDiffusion:
         space: str = "auto",
         latent_dim: int | None = None,
         autoencoder: Mapping | None = None,
-        backbone: str = "mlp",
     ) -> None:
         parts, data = setup(
             adata, condition, dose, layer=layer, n_genes=n_genes, dose_encoder=dose_encoder,
             dose_by=dose_by, additive=additive, clip_negative=clip_negative, space=space,
             latent_dim=latent_dim, autoencoder=autoencoder,
-            network={"width": width, "depth": depth, "dropout": dropout, "backbone": backbone},
+            network={"width": width, "depth": depth, "dropout": dropout},
             schedule={"num_timesteps": num_timesteps, "schedule": schedule,
                       "prediction": prediction or ("flow" if schedule == "flow" else "v")},
         )

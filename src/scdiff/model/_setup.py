@@ -26,7 +26,7 @@ from scdiff.data._library import fit_library_sizes
 from scdiff.data._preprocess import read_expression
 from scdiff.diffusion import NoiseSchedule
 from scdiff.model._space import Cells, choose_space, fit_pca, new_space
-from scdiff.nn import BACKBONES, DOSE_ENCODERS, ConditionedNetwork, build_network
+from scdiff.nn import DOSE_ENCODERS, ConditionedNetwork, build_network
 from scdiff.space import GeneSpace, Space, space_from_config
 from scdiff.train import CellTensors
 
@@ -172,7 +172,6 @@ def setup(
         "dose_encoder": check_dose_encoder(dose_encoder),
         "dose_pairs": dose_pairs(adata.obs, encoder.keys, encoder.dose_keys, dose_by),
         "additive": check_additive(additive, len(encoder.keys) + len(encoder.dose_keys)),
-        **backbone_config(network.get("backbone", "mlp"), space_obj.dim, kind),
     }
     # the training cells' sketch (in memory only: for backed data it would cost another pass)
     sketch = {} if adata.isbacked else cell_sketch(adata.obs_names, expressed_genes(
@@ -213,22 +212,6 @@ def _count_cells(adata, layer: str | None, pre: Preprocessor, genes, row_sums):
     X, _ = read_expression(adata, layer, clip=pre.clip_negative)
     counts, sizes = counts_of(X, adata.obs, pre.input_scale, target_sum=pre.target_sum)
     return CountCells(genes.x.numpy(), counts, sizes)
-
-
-def backbone_config(backbone: str, dim: int, space: str) -> dict:
-    """The network config's backbone entries: none for the MLP (its configs read as before),
-    ``backbone``, ``tokens`` (the largest divisor of the latent's dimensions up to 8) and
-    ``heads`` for the transformer, which runs over a latent's tokens only."""
-    if backbone not in BACKBONES:
-        raise InputError(f"{arg('backbone', backbone)} needs to be one of {', '.join(BACKBONES)}.")
-    if backbone == "mlp":
-        return {}
-    if space == "gene":
-        raise InputError(f"{arg('backbone', 'transformer')} runs over the tokens of a latent; give "
-                         f"{arg('space', 'latent')} or {arg('space', 'pca')}, or use "
-                         f"{arg('backbone', 'mlp')} in gene space.")
-    tokens = max(k for k in range(1, 9) if dim % k == 0)
-    return {"backbone": "transformer", "tokens": tokens, "heads": 4}
 
 
 def check_dose_encoder(kind: str) -> str:

@@ -1,5 +1,5 @@
-"""The networks: a conditional residual MLP, a small transformer over latent tokens, and the
-latent space's count autoencoder (pure torch, no AnnData)."""
+"""The networks: a conditional residual MLP and the latent space's count autoencoder (pure
+torch, no AnnData)."""
 
 from scdiff.nn._autoencoder import CountAutoencoder, nb_log_likelihood
 from scdiff.nn._mlp import (
@@ -8,10 +8,10 @@ from scdiff.nn._mlp import (
     ConditionedNetwork,
     DoseEncoder,
     ResidualBlock,
+    build_network,
     sinusoidal_embedding,
 )
-from scdiff.nn._transformer import BACKBONES, LatentTransformer, build_network
 
-__all__ = ["BACKBONES", "DOSE_ENCODERS", "ConditionalMLP", "ConditionedNetwork", "CountAutoencoder",
-           "DoseEncoder", "LatentTransformer", "ResidualBlock", "build_network", "nb_log_likelihood",
+__all__ = ["DOSE_ENCODERS", "ConditionalMLP", "ConditionedNetwork", "CountAutoencoder",
+           "DoseEncoder", "ResidualBlock", "build_network", "nb_log_likelihood",
            "sinusoidal_embedding"]

@@ -272,3 +272,12 @@ class ConditionalMLP(ConditionedNetwork):
         for block in self.blocks:
             h = block(h, cond)
         return self.finish(self.output(self.out_norm(h)), x, time, parts, cond)
+
+
+def build_network(config: dict) -> ConditionalMLP:
+    """The network a model's ``network`` config describes."""
+    if config.get("backbone", "mlp") != "mlp":
+        # the transformer over latent tokens lost to the MLP and was removed (docs/fidelity.md)
+        raise ValueError(f"this run's network is a {config['backbone']!r}, which this scdiff no "
+                         "longer builds; train the model again.")
+    return ConditionalMLP(**{k: v for k, v in config.items() if k not in ("backbone", "tokens", "heads")})
