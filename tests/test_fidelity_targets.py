@@ -62,6 +62,14 @@ def test_privacy_targets():
     assert set(fidelity.check(t, noise(), "scdiff")["met"]) == {"yes"}
 
 
+def test_each_generator_is_judged_by_the_same_bars_and_not_against_itself():
+    t = table(mmd=(0.20, 0.30, 0.22), label_accuracy=(0.8, 0.7, 0.8))
+    got = fidelity.met_by_column(t, noise(mmd=0.01, label_accuracy=0.01), "pbmc")
+    # scdiff: mmd gap 0.02 <= 0.1/3 and labels at the floor; the Gaussian: its own gap 0.1 is
+    # over max(0.1/3, 0.02) and labels 0.1 under; resampling sits on the floor
+    assert got == {"gaussian_pca": 0, "scdiff": 2, "resample_train": 2}
+
+
 @pytest.mark.parametrize("name", ["pbmc", "simulated", "wide", "wine"])
 def test_every_data_set_loads_with_its_condition(name):
     train, test, opts = fidelity.load(name)
