@@ -70,6 +70,17 @@ def test_each_generator_is_judged_by_the_same_bars_and_not_against_itself():
     assert got == {"gaussian_pca": 0, "scdiff": 2, "resample_train": 2}
 
 
+def test_mean_correlation_against_a_real_sample_of_the_generated_size():
+    seeds = [table(mean_pearson=(0.95, 0.96, got)).assign(resample_train=r)
+             for got, r in ((0.944, 0.946), (0.946, 0.950))]
+    bar, met = fidelity.same_size_mean_bar(seeds)
+    # resample 0.948 +- 0.00283 (sd over the two seeds): bar 0.9423; scdiff 0.945 passes
+    assert bar == pytest.approx(0.948 - 2 * np.std([0.946, 0.950], ddof=1))
+    assert met == {"gaussian_pca": True, "scdiff": True}
+    _, met = fidelity.same_size_mean_bar([t.assign(scdiff=0.93) for t in seeds])
+    assert met["scdiff"] is False
+
+
 @pytest.mark.parametrize("name", ["pbmc", "simulated", "wide", "wine"])
 def test_every_data_set_loads_with_its_condition(name):
     train, test, opts = fidelity.load(name)

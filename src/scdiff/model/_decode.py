@@ -22,8 +22,8 @@ LAYERS = {
     "log1p": "log1p of counts per 10k (the generated expression), when X holds the counts",
 }
 #: The counts layer of a latent-space model.
-NB_COUNTS = ("integer counts: negative binomial draws from the autoencoder's decoder at a library "
-             "size drawn per cell from the training cells of its condition; X is their log1p CP10k")
+NB_COUNTS = ("integer counts: negative binomial draws from the autoencoder's decoder at each cell's "
+             "library size, generated with its latent; X is their log1p CP10k")
 
 #: Rows handled at a time from the network's space to expression (a block stays in cache;
 #: whole-matrix passes cost several times as much on 1M cells).
