@@ -274,7 +274,9 @@ def summarise(name: str, tables: list[pd.DataFrame], seeds: str, took: list[floa
     checked = check(mean, noise, column, strict_auc=name in STRICT_AUC)
     met = (checked["met"] == "yes").sum(), len(checked)
     print(f"\n### {name}: defaults ({column}) meet {met[0]} of {met[1]} targets "
-          f"(seeds {seeds}; noise from the {ref}; {np.mean(took):.0f} s per seed, all spaces)\n")
+          f"(seeds {seeds}; noise from the {ref}"
+          + (f"; {np.mean(took):.0f} s per seed, all spaces" if np.isfinite(np.mean(took)) else "")
+          + ")\n")
     print(markdown_table(checked), end="", flush=True)
     print("\ntargets met by each generator (the same bars): " + ", ".join(
         f"{c} {n}" for c, n in met_by_column(mean, noise, name).items()), flush=True)
