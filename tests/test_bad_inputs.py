@@ -276,6 +276,10 @@ CASES = [
     Case("edited network width in config.json", "the weights' shapes are not the network's",
          cli=lambda t, r: _sample(_edited_run(t, r, _huge_width), t),
          api=lambda t, r: scdiff.ConditionalDiffusion.load(_edited_run(t, r, _huge_width))),
+    Case("a run trained with the removed transformer",
+         "'transformer' network, which this scdiff no longer has",
+         cli=lambda t, r: _sample(_edited_run(t, r, _transformer_run), t),
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(_edited_run(t, r, _transformer_run))),
     Case("disk full while writing", "could not write", cli_message="(No space left on device)",
          cli=lambda t, r: _sample(r, t, "--n-cells", 3, "--steps", 2),
          api=lambda t, r: scdiff.ConditionalDiffusion.load(r).sample_to_file(t / "gen.h5ad", 3, steps=2),
@@ -389,6 +393,11 @@ def _drop_a_gene(cfg):
 
 def _huge_width(cfg):
     cfg["network"]["width"] = 200_000  # ~6 GB of weights if it were ever built
+    return cfg
+
+
+def _transformer_run(cfg):
+    cfg["network"].update(backbone="transformer", tokens=8, heads=4)  # as such runs were written
     return cfg
 
 

@@ -438,12 +438,3 @@ def test_benchmark_scores_spaces_side_by_side_on_the_modelled_genes(tmp_path):
     assert res.exit_code == 0, res.output
     assert '"membership_auc"' in res.output
 
-
-def test_a_run_saved_with_the_removed_transformer_backbone_is_refused_clearly():
-    from scdiff.nn import build_network
-
-    config = {"n_genes": 8, "n_categories": [2], "width": 16, "depth": 1, "backbone": "transformer",
-              "tokens": 8, "heads": 4}
-    with pytest.raises(ValueError, match="'transformer', which this scdiff no longer builds"):
-        build_network(config)
-    assert build_network({**config, "backbone": "mlp"}).__class__.__name__ == "ConditionalMLP"

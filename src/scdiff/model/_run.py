@@ -240,6 +240,9 @@ def _check_consistent(path, parts: ModelParts, *weights: dict[str, torch.Tensor]
     """The config's parts agree with each other and with the weights, checked before the
     network is built (an edited width must not allocate gigabytes first)."""
     pre, enc, net = parts.preprocessor, parts.encoder, parts.network_config
+    if "backbone" in net:  # the transformer over latent tokens lost to the MLP and was removed
+        raise RunError(f"{path} was trained with the {net['backbone']!r} network, which this scdiff "
+                       "no longer has (docs/fidelity.md): train the model again.")
     per_gene = {"genes": len(pre.genes), "mean": len(pre.mean), "std": len(pre.std),
                 "the space's input": parts.space.n_inputs}
     per_gene.update({k: len(getattr(pre, k)) for k in ("min_nonzero", "max") if getattr(pre, k)})

@@ -26,7 +26,7 @@ from scdiff.data._library import fit_library_sizes
 from scdiff.data._preprocess import read_expression
 from scdiff.diffusion import NoiseSchedule
 from scdiff.model._space import Cells, choose_space, fit_pca, new_space
-from scdiff.nn import DOSE_ENCODERS, ConditionedNetwork, build_network
+from scdiff.nn import DOSE_ENCODERS, ConditionalMLP
 from scdiff.space import GeneSpace, Space, space_from_config
 from scdiff.train import CellTensors
 
@@ -73,9 +73,9 @@ class ModelParts:
         the modelled genes."""
         return list(self.space.genes) if self.space.kind == "latent" else list(self.preprocessor.genes)
 
-    def build_network(self) -> ConditionedNetwork:
+    def build_network(self) -> ConditionalMLP:
         """A freshly initialised network of this configuration (draws from torch's RNG)."""
-        return build_network(self.network_config)
+        return ConditionalMLP(**self.network_config)
 
     def dose_pairs(self) -> dict[str, str]:
         """Dose -> the categorical attribute (drug) it is the dose of."""

@@ -5,13 +5,11 @@ from scdiff.nn._autoencoder import CountAutoencoder, nb_log_likelihood
 from scdiff.nn._mlp import (
     DOSE_ENCODERS,
     ConditionalMLP,
-    ConditionedNetwork,
     DoseEncoder,
     ResidualBlock,
-    build_network,
     sinusoidal_embedding,
 )
 
-__all__ = ["DOSE_ENCODERS", "ConditionalMLP", "ConditionedNetwork", "CountAutoencoder",
-           "DoseEncoder", "ResidualBlock", "build_network", "nb_log_likelihood",
+__all__ = ["DOSE_ENCODERS", "ConditionalMLP", "CountAutoencoder",
+           "DoseEncoder", "ResidualBlock", "nb_log_likelihood",
            "sinusoidal_embedding"]

@@ -119,93 +119,7 @@ class ResidualBlock(nn.Module):
         return h + gate * self.ff(self.norm(h) * (1 + scale) + shift)
 
 
-class ConditionedNetwork(nn.Module):
-    """What every network of the diffusion shares: the time embedding, an embedding table
-    per categorical attribute (its last code the null token), a dose encoder per dose, the
-    conditioning vector they sum to, the per-gene skip from ``x_t`` and the additive path.
-
-    Subclasses build these with :meth:`_build_conditions` first and
-    :meth:`_build_output_paths` after their own layers (the order in which parameters are
-    drawn, so a given seed initialises a network as it always has).
-    """
-
-    def _build_conditions(self, n_genes: int, n_categories: Sequence[int], n_doses: int, width: int,
-                          time_dim: int, dose_encoder: str, dose_pairs: Sequence[int]) -> None:
-        self.n_genes = n_genes
-        self.n_categories = list(n_categories)
-        self.n_doses = n_doses
-        self.time_dim = time_dim
-        self.time_mlp = nn.Sequential(
-            nn.Linear(time_dim, width), nn.SiLU(), nn.Linear(width, width)
-        )
-        # one table per attribute; code n_categories[i] is that attribute's null token
-        self.embeddings = nn.ModuleList(nn.Embedding(k + 1, width) for k in self.n_categories)
-        pairs = list(dose_pairs) or [-1] * n_doses
-        if len(pairs) != n_doses or any(not -1 <= p < len(self.n_categories) for p in pairs):
-            raise ValueError(f"dose_pairs = {pairs} needs one entry per dose, each -1 or a "
-                             f"categorical attribute's index (< {len(self.n_categories)}).")
-        self.dose_pairs = pairs
-        self.dose_encoders = nn.ModuleList(
-            DoseEncoder(width, kind=dose_encoder, n_pair=self.n_categories[p] + 1 if p >= 0 else 0)
-            for p in pairs
-        )
-        self.cond_act = nn.SiLU()
-
-    def _build_output_paths(self, n_genes: int, width: int, additive: bool) -> None:
-        # A per-gene skip from x_t, gated by the condition (time mostly): the hidden width is
-        # usually below the number of genes, and without it the network cannot pass x_t
-        # through, which eps-prediction at high noise needs (its error floors at 1 - width/genes).
-        self.skip = nn.Linear(width, n_genes)
-        nn.init.zeros_(self.skip.weight)
-        nn.init.zeros_(self.skip.bias)
-        n_attributes = len(self.embeddings) + len(self.dose_encoders)
-        self.additive = bool(additive) and n_attributes > 0  # nothing to add without conditions
-        if self.additive:
-            # one map for all attributes: the embeddings are free, so a map per attribute
-            # adds cost (a width x genes product each), not reach (docs/perturbation.md)
-            self.offset = nn.Linear(width, n_genes, bias=False)
-            nn.init.zeros_(self.offset.weight)
-            # the offsets start at zero; a gate that does not lets them learn from step one
-            self.offset_gate = nn.Linear(width, 1)
-            nn.init.zeros_(self.offset_gate.weight)
-            nn.init.constant_(self.offset_gate.bias, -0.5)
-
-    @property
-    def null_codes(self) -> torch.Tensor:
-        """The null token's code of each categorical attribute."""
-        return torch.tensor(self.n_categories, dtype=torch.long)
-
-    def attributes(self, cats: torch.Tensor, doses: torch.Tensor) -> list[torch.Tensor]:
-        """Each attribute's embedding: the categorical ones, then the dose encodings."""
-        parts = [table(cats[:, i]) for i, table in enumerate(self.embeddings)]
-        parts += [enc(doses[:, i], cats[:, p] if p >= 0 else None)
-                  for i, (enc, p) in enumerate(zip(self.dose_encoders, self.dose_pairs, strict=True))]
-        return parts
-
-    def condition(self, time: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
-        """The blocks' conditioning vector: the time embedding plus every attribute's."""
-        cond = time
-        for part in parts:
-            cond = cond + part
-        return self.cond_act(cond)
-
-    def embed(self, t: torch.Tensor, cats: torch.Tensor, doses: torch.Tensor
-              ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
-        """(time embedding, the attributes' embeddings, the conditioning vector)."""
-        time = self.time_mlp(sinusoidal_embedding(t, self.time_dim))
-        parts = self.attributes(cats, doses)
-        return time, parts, self.condition(time, parts)
-
-    def finish(self, out: torch.Tensor, x: torch.Tensor, time: torch.Tensor, parts: list[torch.Tensor],
-               cond: torch.Tensor) -> torch.Tensor:
-        """The blocks' output plus the gated skip from ``x_t`` and the additive path."""
-        out = out + self.skip(cond) * x
-        if self.additive:
-            out = out + self.offset_gate(time) * self.offset(sum(parts))
-        return out
-
-
-class ConditionalMLP(ConditionedNetwork):
+class ConditionalMLP(nn.Module):
     """Residual MLP predicting the diffusion target from (x_t, t, conditions).
 
     Parameters
@@ -256,28 +170,76 @@ class ConditionalMLP(ConditionedNetwork):
         additive: bool = False,
     ) -> None:
         super().__init__()
-        self._build_conditions(n_genes, n_categories, n_doses, width, time_dim, dose_encoder,
-                               dose_pairs)
+        self.n_genes = n_genes
+        self.n_categories = list(n_categories)
+        self.n_doses = n_doses
+        self.time_dim = time_dim
+        self.time_mlp = nn.Sequential(
+            nn.Linear(time_dim, width), nn.SiLU(), nn.Linear(width, width)
+        )
+        # one table per attribute; code n_categories[i] is that attribute's null token
+        self.embeddings = nn.ModuleList(nn.Embedding(k + 1, width) for k in self.n_categories)
+        pairs = list(dose_pairs) or [-1] * n_doses
+        if len(pairs) != n_doses or any(not -1 <= p < len(self.n_categories) for p in pairs):
+            raise ValueError(f"dose_pairs = {pairs} needs one entry per dose, each -1 or a "
+                             f"categorical attribute's index (< {len(self.n_categories)}).")
+        self.dose_pairs = pairs
+        self.dose_encoders = nn.ModuleList(
+            DoseEncoder(width, kind=dose_encoder, n_pair=self.n_categories[p] + 1 if p >= 0 else 0)
+            for p in pairs
+        )
+        self.cond_act = nn.SiLU()
         self.input = nn.Linear(n_genes, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, dropout) for _ in range(depth))
         self.out_norm = nn.LayerNorm(width)
         self.output = nn.Linear(width, n_genes)
-        self._build_output_paths(n_genes, width, additive)
+        # A per-gene skip from x_t, gated by the condition (time mostly): the hidden width is
+        # usually below the number of genes, and without it the network cannot pass x_t
+        # through, which eps-prediction at high noise needs (its error floors at 1 - width/genes).
+        self.skip = nn.Linear(width, n_genes)
+        nn.init.zeros_(self.skip.weight)
+        nn.init.zeros_(self.skip.bias)
+        n_attributes = len(self.embeddings) + len(self.dose_encoders)
+        self.additive = bool(additive) and n_attributes > 0  # nothing to add without conditions
+        if self.additive:
+            # one map for all attributes: the embeddings are free, so a map per attribute
+            # adds cost (a width x genes product each), not reach (docs/perturbation.md)
+            self.offset = nn.Linear(width, n_genes, bias=False)
+            nn.init.zeros_(self.offset.weight)
+            # the offsets start at zero; a gate that does not lets them learn from step one
+            self.offset_gate = nn.Linear(width, 1)
+            nn.init.zeros_(self.offset_gate.weight)
+            nn.init.constant_(self.offset_gate.bias, -0.5)
+
+    @property
+    def null_codes(self) -> torch.Tensor:
+        """The null token's code of each categorical attribute."""
+        return torch.tensor(self.n_categories, dtype=torch.long)
+
+    def attributes(self, cats: torch.Tensor, doses: torch.Tensor) -> list[torch.Tensor]:
+        """Each attribute's embedding: the categorical ones, then the dose encodings."""
+        parts = [table(cats[:, i]) for i, table in enumerate(self.embeddings)]
+        parts += [enc(doses[:, i], cats[:, p] if p >= 0 else None)
+                  for i, (enc, p) in enumerate(zip(self.dose_encoders, self.dose_pairs, strict=True))]
+        return parts
+
+    def condition(self, time: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
+        """The blocks' conditioning vector: the time embedding plus every attribute's."""
+        cond = time
+        for part in parts:
+            cond = cond + part
+        return self.cond_act(cond)
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cats: torch.Tensor, doses: torch.Tensor
     ) -> torch.Tensor:
-        time, parts, cond = self.embed(t, cats, doses)
+        time = self.time_mlp(sinusoidal_embedding(t, self.time_dim))
+        parts = self.attributes(cats, doses)
+        cond = self.condition(time, parts)
         h = self.input(x)
         for block in self.blocks:
             h = block(h, cond)
-        return self.finish(self.output(self.out_norm(h)), x, time, parts, cond)
-
-
-def build_network(config: dict) -> ConditionalMLP:
-    """The network a model's ``network`` config describes."""
-    if config.get("backbone", "mlp") != "mlp":
-        # the transformer over latent tokens lost to the MLP and was removed (docs/fidelity.md)
-        raise ValueError(f"this run's network is a {config['backbone']!r}, which this scdiff no "
-                         "longer builds; train the model again.")
-    return ConditionalMLP(**{k: v for k, v in config.items() if k not in ("backbone", "tokens", "heads")})
+        out = self.output(self.out_norm(h)) + self.skip(cond) * x
+        if self.additive:
+            out = out + self.offset_gate(time) * self.offset(sum(parts))
+        return out
