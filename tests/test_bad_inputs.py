@@ -309,10 +309,36 @@ CASES = [
     Case("all-zero matrix", "holds only zeros",
          cli=lambda t, r: _train_args(_data(t, "z0.h5ad", _set_x(lambda a: sp.csr_matrix(a.shape)))),
          api=lambda t, r: _api_train(_data(t, "z0.h5ad", _set_x(lambda a: sp.csr_matrix(a.shape))))),
-    Case("a table on its own scales", "comparable log scales",
-         cli=lambda t, r: ["train", _big_table(t), "-c", "label", "--out", t / "newrun"],
+    Case("a table read as expression", "model it as a plain table with kind='tabular'",
+         cli_message="model it as a plain table with --kind tabular",
+         cli=lambda t, r: ["train", _big_table(t), "-c", "label", "--kind", "expression",
+                           "--out", t / "newrun"],
          api=lambda t, r: scdiff.ConditionalDiffusion(read_input(_big_table(t), conditions=["label"]),
-                                                      condition="label")),
+                                                      condition="label", kind="expression")),
+    Case("an unknown kind", "kind='cells' needs to be one of auto, expression, tabular",
+         cli_message="--kind cells needs to be one of auto, expression, tabular",
+         cli=lambda t, r: ["train", _big_table(t), "-c", "label", "--kind", "cells", "--out", t / "newrun"],
+         api=lambda t, r: scdiff.ConditionalDiffusion(pd.read_csv(_big_table(t)), condition="label",
+                                                      kind="cells")),
+    Case("a table column of dates", "column 'visit' holds dates",
+         cli=lambda t, r: ["train", _table_with(t, visit=pd.date_range("2024-01-01", periods=60).astype(str)),
+                           "-c", "label", "--out", t / "newrun"],
+         api=lambda t, r: scdiff.ConditionalDiffusion(
+             pd.read_csv(_big_table(t)).assign(visit=pd.date_range("2024-01-01", periods=60)),
+             condition="label")),
+    Case("a table column of identifiers", "looks like an identifier or free text",
+         cli=lambda t, r: ["train", _table_with(t, patient=[f"p{i:03d}" for i in range(180)], copies=3),
+                           "-c", "label", "--out", t / "newrun"],
+         api=lambda t, r: scdiff.ConditionalDiffusion(
+             pd.read_csv(_table_with(t, patient=[f"p{i:03d}" for i in range(180)], copies=3)),
+             condition="label")),
+    Case("a table model sampled to .h5ad", "a table model writes .csv or .parquet",
+         cli=lambda t, r: ["sample", _table_run(t), "--out", t / "gen.h5ad"],
+         api=lambda t, r: scdiff.ConditionalDiffusion.load(_table_run(t)).sample_to_file(t / "gen.h5ad", 5)),
+    Case("a table scored without its training rows", "scoring a table needs train",
+         cli_message="scoring a table needs --train",
+         cli=lambda t, r: ["evaluate", _big_table(t), _big_table(t)],
+         api=lambda t, r: scdiff.commands.evaluate(_big_table(t), _big_table(t))),
     Case("negative or absurd guidance", "needs finite weights >= 0, at most 100",
          cli_message="--guidance 1000000.0 needs finite weights",
          cli=lambda t, r: _sample(r, t, "--guidance", "1e6"),
@@ -359,6 +385,33 @@ def _big_table(tmp):
     frame["label"] = np.repeat(["a", "b", "c"], 20)
     frame.to_csv(tmp / "table.csv", index=False)
     return tmp / "table.csv"
+
+
+def _table_with(tmp, copies: int = 1, **columns):
+    """The big table (``copies`` times over) with ``columns`` added, as a .csv."""
+    frame = pd.concat([pd.read_csv(_big_table(tmp))] * copies, ignore_index=True)
+    for name, values in columns.items():
+        frame[name] = list(values) * (len(frame) // len(values))
+    frame.to_csv(tmp / "with.csv", index=False)
+    return tmp / "with.csv"
+
+
+_TABLE_RUNS: dict = {}
+
+
+def _table_run(tmp):
+    """A tiny trained table model (trained once per session, copied into ``tmp``)."""
+    if "run" not in _TABLE_RUNS:
+        import tempfile
+
+        where = Path(tempfile.mkdtemp()) / "table_run"
+        model = scdiff.ConditionalDiffusion(pd.read_csv(_big_table(where.parent)), condition="label")
+        _TABLE_RUNS["run"] = model.train(steps=3, progress=False).save(where)
+    copy = tmp / "table_run"
+    copy.mkdir(exist_ok=True)
+    for p in _TABLE_RUNS["run"].iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    return copy
 
 
 def _two_log_files(tmp):

@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ConditionalDiffusion": ("scdiff.model", "ConditionalDiffusion"),
     "evaluate": ("scdiff.metrics", "evaluate"),
+    "evaluate_table": ("scdiff.metrics", "evaluate_table"),
     "write_report": ("scdiff._report", "write_report"),
     "commands": ("scdiff.commands", None),
     "data": ("scdiff.data", None),
@@ -37,13 +38,13 @@ _LAZY = {
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ imports on use
     from scdiff import commands, data, datasets, metrics, model, perturb, pl
     from scdiff._report import write_report
-    from scdiff.metrics import evaluate
+    from scdiff.metrics import evaluate, evaluate_table
     from scdiff.model import ConditionalDiffusion
 
 __all__ = [
     "ConditionalDiffusion", "InputError", "RunError", "ScdiffError", "ScdiffWarning",
-    "TrainingInterrupted", "__version__", "commands", "data", "datasets", "evaluate", "metrics",
-    "model", "perturb", "pl", "write_report",
+    "TrainingInterrupted", "__version__", "commands", "data", "datasets", "evaluate",
+    "evaluate_table", "metrics", "model", "perturb", "pl", "write_report",
 ]
 
 

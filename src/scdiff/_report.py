@@ -190,3 +190,28 @@ def _markdown(title: str, real: AnnData, generated: AnnData, table: pd.DataFrame
         lines += [f"### {caption}", "", f"![{caption}]({name})", ""]
     lines += ["Full tables: `metrics.csv`, `metrics.json`.", ""]
     return "\n".join(lines)
+
+
+def write_table_report(out_dir: str | Path, table: pd.DataFrame, *, overwrite: bool = False) -> Path:
+    """Write ``report.md``, ``metrics.json`` and ``metrics.csv`` of a table's scores
+    (:func:`scdiff.evaluate_table`) to ``out_dir``; returns the path of ``report.md``."""
+    from scdiff.metrics import TABLE_METRICS
+
+    out = check_out_dir(out_dir, overwrite=overwrite, name="out_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    frame = table.rename_axis("metric").reset_index()
+    frame["better"] = [TABLE_METRICS.get(m, "") for m in frame["metric"]]
+    frame.to_csv(out / "metrics.csv", index=False)
+    (out / "metrics.json").write_text(json.dumps(
+        {"target": table.attrs.get("target"), "metrics": frame.to_dict(orient="records")}, indent=2))
+    lines = ["# scdiff evaluation of a table", "",
+             "Each score beside its **floor**: the real training rows scored as if they were "
+             "generated. `ml_efficacy` predicts "
+             f"`{table.attrs.get('target')}` on the held-out rows; `dcr` below the floor's means "
+             "rows closer to training rows than real held-out rows are.", "",
+             "| metric | generated | floor | better |", "|---|---|---|---|"]
+    lines += [f"| {r.metric} | {r.generated:.4g} | {r.floor:.4g} | {r.better} |"
+              for r in frame.itertuples()]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

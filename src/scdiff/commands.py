@@ -23,12 +23,20 @@ import pandas as pd
 
 from scdiff._errors import InputError, arg
 from scdiff.data import as_log_space, read_input
-from scdiff.data._io import check_out_dir, check_output, read_obs
+from scdiff.data._io import (
+    TABLE_SUFFIXES,
+    check_out_dir,
+    check_output,
+    read_obs,
+    read_table,
+    typed_conditions,
+)
+from scdiff.data._table import check_kind, table_kind
 from scdiff.model import ConditionalDiffusion
 from scdiff.model._fit import check_options
 from scdiff.model._run import check_training_dir, start_training
 from scdiff.model._space import check_space
-from scdiff.model._stream import SAMPLE_SUFFIXES, sample_to_file
+from scdiff.model._stream import SAMPLE_SUFFIXES, check_sample_suffix, sample_to_file
 from scdiff.train import is_main_process
 
 __all__ = ["benchmark", "dose_response", "evaluate", "info", "sample", "train"]
@@ -46,6 +54,7 @@ def train(
     schedule: str = "cosine",
     space: str = "auto",
     latent_dim: int | None = None,
+    kind: str = "auto",
     backed: bool = False,
     overwrite: bool = False,
     resume: bool = False,
@@ -58,6 +67,8 @@ def train(
     out of core, their cells shuffled across files. ``out`` is checked before anything is
     read: it must be empty unless ``overwrite``, and ``resume`` continues the interrupted
     run it holds. ``backed`` reads one ``.h5ad`` in row chunks (data larger than memory).
+    A ``.csv``/``.parquet`` file is a plain table or expression as ``kind`` says
+    (:func:`scdiff.data.table_kind` decides for ``"auto"``).
     Under ``torchrun`` only rank 0 checks and writes the folder. ``options`` go to
     :meth:`ConditionalDiffusion.train`.
 
@@ -68,6 +79,7 @@ def train(
     """
     check_options(**options)
     check_space(space, latent_dim)
+    check_kind(kind)
     paths = [Path(data)] if isinstance(data, str | os.PathLike) else [Path(p) for p in data]
     if not paths:
         raise InputError(f"no file given in {arg('data')}; give one file or more.")
@@ -81,11 +93,15 @@ def train(
         from scdiff.data._backed import read_backed
 
         adata = read_backed(paths if len(paths) > 1 else paths[0])
+    elif paths[0].suffix.lower() in TABLE_SUFFIXES and kind != "expression":
+        adata = read_table(paths[0], conditions=names)
+        if table_kind(adata, names, kind) == "tabular":
+            adata = typed_conditions(adata, paths[0], names)
     else:
         adata = read_input(paths[0], conditions=names)
     model = ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=n_genes,
                                  clip_negative=clip_negative, schedule=schedule, space=space,
-                                 latent_dim=latent_dim)
+                                 latent_dim=latent_dim, kind=kind)
     if main and not resume:
         start_training(out, overwrite=overwrite)
     model.train(progress=progress, checkpoint_dir=out, resume=resume, **options)
@@ -96,7 +112,7 @@ def train(
 
 def sample(
     run: str | os.PathLike,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None = None,
     *,
     n_cells: int | None = None,
     like: str | os.PathLike | None = None,
@@ -104,23 +120,30 @@ def sample(
     overwrite: bool = False,
     **options,
 ) -> tuple[Path, int, int]:
-    """Generate cells from the run ``run`` into ``out`` (.h5ad or .csv).
+    """Generate cells from the run ``run`` into ``out`` (.h5ad or .csv; a table model's rows
+    into .csv or .parquet).
 
     ``like`` and ``from_`` are files (only ``like``'s obs is read); ``options`` go to
     :meth:`ConditionalDiffusion.sample`. Large ``.h5ad`` outputs are written chunk by
-    chunk. Returns (path, cells, genes).
+    chunk. ``out`` defaults to ``generated.h5ad`` (a table model: ``generated.csv``).
+    Returns (path, cells or rows, genes or columns, the model's kind).
 
     Examples
     --------
     >>> scdiff.commands.sample("runs/pbmc", "gen.h5ad", like="data_examples/pbmc_test.h5ad")  # doctest: +SKIP
     """
-    check_output(out, overwrite=overwrite, suffixes=SAMPLE_SUFFIXES)
+    if out is not None:
+        check_output(out, overwrite=overwrite, suffixes=SAMPLE_SUFFIXES)
     model = ConditionalDiffusion.load(run)
+    if out is None:
+        out = "generated.csv" if model.kind == "tabular" else "generated.h5ad"
+        check_output(out, overwrite=overwrite, suffixes=SAMPLE_SUFFIXES)
+    check_sample_suffix(out, tabular=model.kind == "tabular")
     ref = read_obs(like, conditions=model.encoder.keys) if like is not None else None
     source = read_input(from_) if from_ is not None else None
     path, n, _ = sample_to_file(model.sample, out, n_cells, like=ref, from_=source,
                                 overwrite=overwrite, **options)
-    return path, n, len(model.genes)
+    return path, n, len(model.genes), model.kind
 
 
 def info(run: str | os.PathLike) -> dict:
@@ -146,6 +169,10 @@ def evaluate(
 ) -> pd.DataFrame:
     """Score the file ``generated`` against the file ``real`` (counts or log-normalised).
 
+    A plain table (a ``.csv``/``.parquet`` file :func:`scdiff.data.table_kind` calls
+    tabular) is scored by :func:`scdiff.evaluate_table` instead, with ``train`` required and
+    ``condition`` the column ML efficacy predicts.
+
     With ``out``, also write the report there (:func:`scdiff.write_report`).
     ``options`` go to :func:`scdiff.evaluate`.
 
@@ -159,12 +186,36 @@ def evaluate(
 
     if out is not None:
         check_out_dir(out, overwrite=overwrite)
+    if Path(real).suffix.lower() in TABLE_SUFFIXES:
+        real_t = read_table(real, conditions=_as_list(condition))
+        if table_kind(real_t, _as_list(condition)) == "tabular":
+            return _evaluate_table(real_t, generated, train=train, condition=condition, out=out,
+                                   overwrite=overwrite, seed=seed)
     real_a = as_log_space(read_input(real), source=str(real))
     fake_a = as_log_space(read_input(generated), source=str(generated))
     train_a = as_log_space(read_input(train), source=str(train)) if train else None
     table = score(real_a, fake_a, condition=condition, train=train_a, seed=seed, **options)
     if out is not None:
         write_report(out, real_a, fake_a, table, condition=condition, overwrite=overwrite, seed=seed)
+    return table
+
+
+def _evaluate_table(real: pd.DataFrame, generated, *, train, condition, out, overwrite: bool,
+                    seed: int) -> pd.DataFrame:
+    """:func:`scdiff.evaluate_table` on files; ``condition`` (its first key) is the target
+    ML efficacy predicts."""
+    from scdiff._report import write_table_report
+    from scdiff.metrics import evaluate_table
+
+    if train is None:
+        raise InputError(f"scoring a table needs {arg('train')}, the rows the generator learned from "
+                         "(the floor, the real model of ML efficacy, the closest-record distance).")
+    keys = _as_list(condition)
+    table = evaluate_table(real, read_table(generated, conditions=keys),
+                           train=read_table(train, conditions=keys),
+                           target=keys[0] if keys else None, seed=seed)
+    if out is not None:
+        write_table_report(out, table, overwrite=overwrite)
     return table
 
 

@@ -104,6 +104,10 @@ def train(
     space: Space = "auto",
     latent_dim: LatentDim = None,
     autoencoder_steps: AutoencoderSteps = None,
+    kind: Annotated[str, typer.Option(
+        help="auto, tabular (a plain table: numbers of any scale, categories, missing values) or "
+             "expression. auto: a .csv/.parquet is expression only with >= 100 feature columns, "
+             "all numeric and complete.")] = "auto",
     threads: Threads = "auto",
     quiet: Quiet = False,
 ) -> None:
@@ -122,7 +126,7 @@ def train(
         batch_size=batch_size, lr=lr, device=device, precision=precision, seed=seed, monitor=monitor,
         monitor_every=monitor_every, patience=patience, loss_weighting=loss_weighting,
         clip_negative=clip_negative, schedule=schedule, threads=parse_threads(threads), preset=preset,
-        space=space, latent_dim=latent_dim, autoencoder_steps=autoencoder_steps)
+        space=space, latent_dim=latent_dim, autoencoder_steps=autoencoder_steps, kind=kind)
     if not quiet and is_main_process():
         out_console.print(f"wrote run [bold]{out or Path('runs') / data[0].stem}[/] ({model})",
                           highlight=False)
@@ -132,7 +136,9 @@ def train(
 @boundary
 def sample(
     run: Run,
-    out: Annotated[Path, typer.Option(help="Output .h5ad (or .csv).")] = Path("generated.h5ad"),
+    out: Annotated[Path | None, typer.Option(
+        help="Output .h5ad or .csv (a table model: .csv or .parquet; default generated.h5ad, "
+             "or generated.csv for a table model).")] = None,
     n_cells: Annotated[int | None, typer.Option(help="Cells to generate (default 1000).")] = None,
     condition: Conditions = None,
     dose: Doses = None,
@@ -170,7 +176,7 @@ def sample(
     """Generate cells from a trained run."""
     from scdiff import commands
 
-    path, n, genes = commands.sample(
+    path, n, genes, kind = commands.sample(
         run, out, n_cells=n_cells, like=like, from_=from_, overwrite=overwrite,
         condition=parse_assignments(condition, option="--condition"), dose=parse_doses(dose),
         guidance=parse_guidance(guidance), strength=strength, invert=invert, steps=steps,
@@ -178,7 +184,8 @@ def sample(
         device=device, counts=counts, zeros=zeros, progress=not quiet,
         clip="auto" if clip is None else clip, threads=parse_threads(threads))
     if not quiet:
-        out_console.print(f"wrote {n} cells x {genes} genes to [bold]{path}[/]", highlight=False)
+        what = ("rows", "columns") if kind == "tabular" else ("cells", "genes")
+        out_console.print(f"wrote {n} {what[0]} x {genes} {what[1]} to [bold]{path}[/]", highlight=False)
 
 
 @app.command()
@@ -211,14 +218,30 @@ def _short(value) -> str:
     return str(value)
 
 
+def _show_table_scores(table, title: str, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(table.rename_axis("metric").reset_index().to_json(orient="records", indent=2)
+                         + "\n")
+        return
+    view = Table(title=title)
+    for col in ("metric", "generated", "floor"):
+        view.add_column(col, justify="left" if col == "metric" else "right")
+    for metric, row in table.iterrows():
+        view.add_row(str(metric), f"{row.generated:.4g}", f"{row.floor:.4g}")
+    out_console.print(view)
+
+
 @app.command()
 @boundary
 def evaluate(
-    real: Annotated[Path, typer.Argument(help="Real cells (.h5ad), log-normalised or counts.")],
-    generated: Annotated[Path, typer.Argument(help="Generated cells (.h5ad) in the same genes.")],
+    real: Annotated[Path, typer.Argument(
+        help="Real cells (.h5ad), log-normalised or counts; or a held-out table (.csv/.parquet).")],
+    generated: Annotated[Path, typer.Argument(
+        help="Generated cells (.h5ad) in the same genes, or generated rows of the same table.")],
     condition: Conditions = None,
     train: Annotated[Path | None, typer.Option(
-        help="The training cells: the floor becomes train vs real, and memorisation is checked.")] = None,
+        help="The training cells: the floor becomes train vs real, and memorisation is checked "
+             "(needed for a table).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write a report (markdown, JSON, PNG) here.")] = None,
     max_cells: Annotated[int, typer.Option(help="Cap of cells per condition (subsampled).")] = 20000,
     seed: Seed = 0,
@@ -230,6 +253,9 @@ def evaluate(
 
     table = commands.evaluate(real, generated, condition=condition, train=train, out=out,
                               overwrite=overwrite, seed=seed, max_cells=max_cells)
+    if "generated" in table.columns:  # a plain table's scores (scdiff.evaluate_table)
+        _show_table_scores(table, f"{generated.name} vs {real.name}", as_json)
+        return
     overall = table[table["group"] == "overall"]
     if as_json:
         sys.stdout.write(overall.to_json(orient="records", indent=2) + "\n")

@@ -15,11 +15,12 @@ from scdiff.data._groups import (
 )
 from scdiff.data._io import check_anndata, read_input, write_h5ad
 from scdiff.data._preprocess import Preprocessor, as_log_space, expression, log_normalize, select_hvg
+from scdiff.data._table import TableCodec, table_kind
 from scdiff.data._validate import detect_scale
 
 __all__ = [
-    "ALL_CELLS", "GROUP_SEP", "ConditionEncoder", "Preprocessor", "align_genes", "as_log_space",
+    "ALL_CELLS", "GROUP_SEP", "ConditionEncoder", "Preprocessor", "TableCodec", "align_genes", "as_log_space",
     "cell_sketch", "check_anndata", "condition_keys", "detect_scale", "expression",
     "group_labels", "group_order", "log_normalize", "read_input", "select_hvg", "select_rows",
-    "sketch_overlap", "subsample", "to_dense", "write_h5ad",
+    "sketch_overlap", "subsample", "table_kind", "to_dense", "write_h5ad",
 ]

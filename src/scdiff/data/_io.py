@@ -70,13 +70,48 @@ def _frame(path: Path, conditions: Sequence[str] = ()) -> pd.DataFrame:
 
 
 def _read_table(path: Path, conditions: Sequence[str]) -> ad.AnnData:
+    return frame_to_anndata(_frame(path, conditions), conditions, source=path.name)
+
+
+def read_table(path: str | os.PathLike, *, conditions: Sequence[str] = ()) -> pd.DataFrame:
+    """A ``.csv``/``.tsv``/``.parquet`` file as a DataFrame (the ``conditions`` columns of a
+    text file read as text), or one clear error."""
+    path = Path(path)
+    _check_readable(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise InputError(f"{path} has extension {path.suffix or '(none)'!r}; a table is read from "
+                         ".csv, .tsv or .parquet.")
     frame = _frame(path, conditions)
+    check_columns(frame, conditions, source=path.name)
+    return frame
+
+
+def typed_conditions(frame: pd.DataFrame, path: str | os.PathLike, conditions: Sequence[str]) -> pd.DataFrame:
+    """``frame`` (read by :func:`read_table`) with its ``conditions`` columns as pandas
+    infers them rather than as text: a plain table's label column of 0/1/2 stays integers,
+    so its samples write it back as the file held it (only those columns are read again)."""
+    path = Path(path)
+    if not conditions or path.suffix.lower() in (".parquet", ".pq"):
+        return frame  # parquet keeps its dtypes
+    typed = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", usecols=list(conditions))
+    return frame.assign(**{c: typed[c].to_numpy() for c in conditions})
+
+
+def check_columns(frame: pd.DataFrame, conditions: Sequence[str], *, source: str) -> None:
+    """Refuse a table that lacks a column named in ``conditions``."""
     missing = [c for c in conditions if c not in frame.columns]
     if missing:
         raise InputError(
-            f"column {missing[0]!r} not found in {path.name}; the columns there are: "
+            f"column {missing[0]!r} not found in {source}; the columns there are: "
             f"{', '.join(map(str, frame.columns))}."
         )
+
+
+def frame_to_anndata(frame: pd.DataFrame, conditions: Sequence[str], *, source: str = "the table"
+                     ) -> ad.AnnData:
+    """A table read as expression: the ``conditions`` columns (and any non-numeric column)
+    go to ``.obs``, the other numeric columns are the features."""
+    check_columns(frame, conditions, source=source)
     obs_cols = [c for c in frame.columns if c in conditions or not pd.api.types.is_numeric_dtype(frame[c])]
     feat_cols = [c for c in frame.columns if c not in obs_cols]
     X = frame[feat_cols].to_numpy(dtype=np.float32)
@@ -188,6 +223,24 @@ def write_h5ad(adata: ad.AnnData, path: str | os.PathLike, *, overwrite: bool = 
     else:
         def write(tmp: Path) -> None:
             adata.write_h5ad(tmp)
+    return atomic_write(path, write)
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a table to ``.csv`` (no index) or ``.parquet`` (dtypes and categories kept)
+    atomically, refusing to overwrite by default."""
+    path = check_output(path, overwrite=overwrite, suffixes=(".csv", ".parquet"))
+    frame = frame.copy()
+    frame.attrs = {}  # provenance is not a column; parquet would store it as metadata text
+
+    def write(tmp: Path) -> None:
+        if path.suffix.lower() == ".parquet":
+            try:
+                frame.to_parquet(tmp, index=False)
+            except ImportError as err:
+                raise InputError(f"writing {path} needs pyarrow: pip install pyarrow.") from err
+        else:
+            frame.to_csv(tmp, index=False)
     return atomic_write(path, write)
 
 

@@ -38,6 +38,8 @@ def fit_library_sizes(X, obs: pd.DataFrame, *, input_scale: str,
     ``total_counts``, ``nCount_RNA``) when the input is log-normalised. Empty when
     neither is available.
     """
+    if input_scale == "table":  # a plain table has no library sizes
+        return {}
     if input_scale == "counts":
         lib = np.asarray(X.sum(axis=1)).ravel() if sp.issparse(X) else np.asarray(X).sum(axis=1)
     else:

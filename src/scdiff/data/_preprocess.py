@@ -117,7 +117,8 @@ class Preprocessor:
     Attributes
     ----------
     input_scale
-        ``"counts"`` or ``"log"``: what the user gave.
+        ``"counts"`` or ``"log"``: what the user gave; ``"table"``: a plain table's encoded
+        columns (:class:`scdiff.data.TableCodec`), standardised and nothing else.
     layer
         The layer read (``None`` for ``.X``).
     genes
@@ -140,6 +141,7 @@ class Preprocessor:
     hvg: bool = False
     max: list[float] = field(default_factory=list)
     clip_negative: bool = False
+    min: list[float] = field(default_factory=list)
 
     # -- fitting ------------------------------------------------------------------------------
     @classmethod
@@ -162,6 +164,15 @@ class Preprocessor:
     @classmethod
     def _fit(cls, adata: ad.AnnData, layer: str | None, n_genes: int, clip: bool):
         X, scale = read_expression(adata, layer, clip=clip)
+        if scale == "table":  # every encoded column, standardised: no normalising, no selection
+            X = np.asarray(X, dtype=np.float32)
+            mean, std = _gene_moments(X)
+            pre = cls(input_scale="table", layer=None, genes=[str(g) for g in adata.var_names],
+                      mean=mean.astype(np.float32).tolist(),
+                      std=np.maximum(std, _MIN_STD).astype(np.float32).tolist(),
+                      n_genes_input=int(adata.n_vars), max=X.max(axis=0).tolist(),
+                      min=X.min(axis=0).tolist())
+            return pre, X
         logX = log_normalize(X) if scale == "counts" else X
         mean, std = _gene_moments(logX)
         pre = cls.from_moments(input_scale=scale, layer=layer, var_names=adata.var_names, mean=mean,
@@ -230,6 +241,9 @@ class Preprocessor:
         in one gene, ``log1p(target_sum)``)."""
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
+        if self.input_scale == "table":  # the training range of each encoded column
+            return ((np.asarray(self.min, dtype=np.float32) - mean) / std,
+                    (np.asarray(self.max, dtype=np.float32) - mean) / std)
         top = (np.asarray(self.max, dtype=np.float32) if self.max
                else np.full_like(mean, np.log1p(self.target_sum)))
         return (0.0 - mean) / std, (top - mean) / std
@@ -250,6 +264,8 @@ class Preprocessor:
         else:
             x = np.asarray(z, dtype=np.float32) * std
         x += mean
+        if self.input_scale == "table":  # a table's encoded columns: no zeros to restore
+            return x
         np.maximum(x, 0.0, out=x)
         if zeros and self.min_nonzero:
             x[x < 0.5 * np.asarray(self.min_nonzero, dtype=np.float32)] = 0.0
@@ -261,7 +277,10 @@ def read_expression(adata: ad.AnnData, layer: str | None, *, clip: bool = False)
     X = expression(adata, layer)
     if clip:
         X = clip_negative(X)
-    table = adata.uns.get("scdiff_input") == "table" if "scdiff_input" in adata.uns else False
+    marked = adata.uns.get("scdiff_input") if "scdiff_input" in adata.uns else None
+    if marked == "tabular":  # a table encoded by TableCodec: finite by construction
+        return X, "table"
+    table = marked == "table"
     return X, detect_scale(X, source=f"layer {layer!r}" if layer else "X", table=table)
 
 

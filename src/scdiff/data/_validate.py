@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from scdiff._errors import InputError, arg
 
-Scale = Literal["counts", "log"]
+Scale = Literal["counts", "log", "table"]
 
 # log1p(CP10k) of one read in a cell of 10 reads is log1p(1000) ~ 6.9; anything much larger
 # that is not integer is normalised but not logged.
@@ -63,8 +63,8 @@ def detect_scale(X, *, source: str = "X", table: bool = False) -> Scale:
             raise InputError(
                 f"{source} holds values that are neither counts nor log-scale expression (not "
                 f"integer, up to {float(vals.max()):.4g}): scdiff models expression; put the "
-                "columns on comparable log scales first (e.g. numpy.log1p of non-negative, skewed "
-                "columns)."
+                "columns on comparable log scales first, or model it as a plain table with "
+                f"{arg('kind', 'tabular')} (any columns, any scale)."
             )
         raise InputError(
             f"{source} is not integer and reaches {float(vals.max()):.1f}: it looks normalised "
@@ -90,8 +90,8 @@ def _refuse_negative(vals: np.ndarray, source: str, table: bool) -> None:
         )
     if table:
         raise InputError(
-            f"{source} has negative values (min {vmin:.3g}): scdiff models non-negative "
-            "expression; shift or transform those columns first."
+            f"{source} has negative values (min {vmin:.3g}), which expression cannot have; model "
+            f"it as a plain table with {arg('kind', 'tabular')} (any columns, any scale)."
         )
     raise InputError(
         f"{source} has negative values (min {vmin:.3g}): it looks scaled (z-scored); "

@@ -17,9 +17,10 @@ from scdiff.metrics._markers import marker_scores, top_markers, welch_t
 from scdiff.metrics._moments import GeneStats, correlation, gene_stats
 from scdiff.metrics._pca import PCA, fit_pca
 from scdiff.metrics._table import METRICS, OVERALL, benchmark_table
+from scdiff.metrics._tabular import TABLE_METRICS, evaluate_table
 
 __all__ = [
-    "METRICS", "OVERALL", "PCA", "GeneStats", "baselines", "benchmark_table", "correlation",
-    "energy_distance", "evaluate", "fit_pca", "gene_stats", "marker_scores", "median_bandwidth",
-    "mmd_rbf", "top_markers", "wasserstein_pcs", "welch_t",
+    "METRICS", "OVERALL", "PCA", "TABLE_METRICS", "GeneStats", "baselines", "benchmark_table",
+    "correlation", "energy_distance", "evaluate", "evaluate_table", "fit_pca", "gene_stats",
+    "marker_scores", "median_bandwidth", "mmd_rbf", "top_markers", "wasserstein_pcs", "welch_t",
 ]

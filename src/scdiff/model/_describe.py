@@ -9,6 +9,9 @@ def one_line(model) -> str:
     conds = ", ".join(f"{k} ({len(c)})" for k, c in zip(enc.keys, enc.categories, strict=True))
     state = f"trained {model.train_config.steps} steps" if model.train_config else "untrained"
     where = "" if space.kind == "gene" else f"; {space.kind} space of {space.dim}"
+    if model.kind == "tabular":
+        return (f"ConditionalDiffusion(table of {len(model.genes)} columns; conditions: "
+                f"{conds or 'none'}; doses: {', '.join(enc.dose_keys) or 'none'}; {state})")
     return (f"ConditionalDiffusion({len(model.genes)} genes{where}; conditions: {conds or 'none'}; "
             f"doses: {', '.join(enc.dose_keys) or 'none'}; {state})")
 
@@ -17,6 +20,7 @@ def info(model) -> dict:
     """What the run holds, as plain data."""
     pre, enc = model.preprocessor, model.encoder
     return {
+        "kind": model.kind,
         "genes": len(model.genes), "modelled_genes": len(pre.genes), "input_scale": pre.input_scale,
         "layer": pre.layer, "hvg_selected": pre.hvg, "genes_in_input": pre.n_genes_input,
         "space": {k: v for k, v in model.space.to_config().items() if k != "genes"},

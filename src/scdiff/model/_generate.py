@@ -87,6 +87,7 @@ class Sampling:
                              f"{arg('sampler', 'ddim')}.")
         if self.zeros not in ZEROS:
             raise InputError(f"{arg('zeros', self.zeros)} needs to be one of {', '.join(ZEROS)}.")
+        _check_table_options(self, parts)
         if parts.space.kind == "latent" and self.zeros != "auto":
             raise InputError(f"{arg('zeros', self.zeros)} shapes the zeros of a gene-space model; a "
                              "latent-space model draws its cells as counts, whose zeros are real "
@@ -109,6 +110,7 @@ class Sampling:
         check_threads(self.threads)
         guide = Guidance(parts.encoder.attributes, self.guidance, pairs=parts.dose_pairs())
         zeros = self.zeros if self.zeros != "auto" else (
+            "none" if parts.table is not None else
             "counts" if parts.space.kind == "latent" else "cell" if parts.library else "gene")
         steps = self.steps if self.steps is not None else DEFAULT_STEPS.get(
             self.sampler, parts.schedule.num_timesteps)
@@ -123,6 +125,21 @@ class Sampling:
         return {"sampler": self.sampler, "steps": int(self.steps), "seed": int(self.seed),
                 "guidance": dict(g) if isinstance(g, Mapping) else float(g), "clip": bool(self.clip),
                 **({"invert": True} if self.invert else {})}
+
+
+def _check_table_options(how: Sampling, parts: ModelParts) -> None:
+    """Refuse the expression-only options for a table model, each in one line."""
+    if parts.table is None:
+        return
+    if how.counts:
+        raise InputError(f"{arg('counts', True)} asks for read counts; a table model writes the "
+                         "table's own columns: sample without it.")
+    if how.zeros != "auto":
+        raise InputError(f"{arg('zeros', how.zeros)} shapes the zeros of expression; a table model "
+                         f"restores each column's own values: leave {arg('zeros')} at 'auto'.")
+    if how.invert:
+        raise InputError(f"{arg('invert', True)} translates given cells; a table model does not "
+                         "translate rows yet: sample new rows instead.")
 
 
 def _check_whole(value, name: str, *, low: int) -> None:
@@ -250,6 +267,15 @@ def to_anndata(parts: ModelParts, z: np.ndarray, frame: pd.DataFrame, how: Sampl
     return out
 
 
+def to_table(parts: ModelParts, z: np.ndarray, frame: pd.DataFrame, *, uns: dict) -> pd.DataFrame:
+    """Generated standardised values of a table model -> the training table's columns, in
+    its order, dtypes and categories (:meth:`scdiff.data.TableCodec.decode`); how the rows
+    were made is in ``attrs["scdiff"]``."""
+    out = parts.table.decode(parts.preprocessor.inverse(z, inplace=True), parts.encoder.to_obs(frame))
+    out.attrs["scdiff"] = {**uns, "kind": "tabular"}
+    return out
+
+
 def names_prefix(run_id: str, how: Sampling, frame: pd.DataFrame) -> str:
     """``gen-<8 hex>``: a digest of the run, the options and the request, so samples that
     differ in any of them get different cell names, and the same call the same ones."""
@@ -264,6 +290,12 @@ def sample(parts: ModelParts, net: nn.Module, how: Sampling, *, provenance: dict
     """:meth:`ConditionalDiffusion.sample` on the model's parts and its sampling network
     (``how`` resolved by :meth:`Sampling.resolve`); ``provenance`` goes into ``uns``."""
     rng = np.random.default_rng(how.seed)
+    if parts.table is not None and from_ is not None:
+        raise InputError(f"{arg('from_')} translates given cells; a table model does not translate "
+                         f"rows yet: sample new rows (with {arg('like')} or {arg('condition')}).")
+    if parts.table is not None and sparse:
+        raise InputError(f"{arg('sparse', True)} is for expression matrices; a table model returns "
+                         "a DataFrame.")
     req = make_request(parts, n_cells=n_cells, condition=condition, dose=dose, like=like,
                        from_=from_, strength=strength, rng=rng)
     if len(req.frame) == 0:
@@ -276,6 +308,8 @@ def sample(parts: ModelParts, net: nn.Module, how: Sampling, *, provenance: dict
                          f"{arg('from_')} (the cells to translate).")
     own = parts.encoder.encode(req.own, where=req.where) if how.invert else None
     z = generate(parts, net, codes, doses, how, x_start=req.x_start, t_start=req.t_start, own=own)
+    if parts.table is not None:
+        return to_table(parts, z, req.frame, uns={**provenance, **how.provenance()})
     out = to_anndata(parts, z, req.frame, how, rng=rng, uns={**provenance, **how.provenance()},
                      names=names_prefix(run_id, how, req.frame), sparse=sparse)
     if from_ is not None:

@@ -27,12 +27,15 @@ def _part(name: str, doc: str) -> property:
 
 
 class ConditionalDiffusion:
-    """A conditional diffusion model of single-cell expression.
+    """A conditional diffusion model of single-cell expression, or of a plain table.
 
     Parameters
     ----------
     adata
-        Training data: raw counts or log-normalised expression in ``X`` or ``layer``.
+        Training data: raw counts or log-normalised expression in ``X`` or ``layer``; or a
+        pandas DataFrame, a table of any columns (numbers of any sign and scale, integers,
+        categories, booleans, missing values), whose samples come back as DataFrames with
+        the same columns and dtypes (docs/tabular.md).
     condition
         Categorical ``.obs`` column(s) to condition on.
     dose
@@ -78,6 +81,11 @@ class ConditionalDiffusion:
     autoencoder
         Settings of the latent space's autoencoder: ``width``, ``depth``, ``dropout``,
         ``kl_weight`` (:class:`scdiff.space.CountSpace`).
+    kind
+        ``"tabular"`` models the data as a plain table (:class:`scdiff.data.TableCodec`),
+        ``"expression"`` as expression; ``"auto"`` (the default): an AnnData is
+        expression, and so is a DataFrame of at least 100 feature columns, all numeric and
+        complete; any other DataFrame is a table.
 
     Examples
     --------
@@ -109,11 +117,12 @@ class ConditionalDiffusion:
         space: str = "auto",
         latent_dim: int | None = None,
         autoencoder: Mapping | None = None,
+        kind: str = "auto",
     ) -> None:
         parts, data = setup(
             adata, condition, dose, layer=layer, n_genes=n_genes, dose_encoder=dose_encoder,
             dose_by=dose_by, additive=additive, clip_negative=clip_negative, space=space,
-            latent_dim=latent_dim, autoencoder=autoencoder,
+            latent_dim=latent_dim, autoencoder=autoencoder, kind=kind,
             network={"width": width, "depth": depth, "dropout": dropout},
             schedule={"num_timesteps": num_timesteps, "schedule": schedule,
                       "prediction": prediction or ("flow" if schedule == "flow" else "v")},
@@ -148,6 +157,11 @@ class ConditionalDiffusion:
     network_config = _part("network_config", "The network's keyword arguments.")
     genes = _part("genes", "The genes of generated cells (every gene of the data in a latent space).")
     space = _part("space", "The space the diffusion runs in (:mod:`scdiff.space`).")
+
+    @property
+    def kind(self) -> str:
+        """``"tabular"`` (a plain table: samples are DataFrames) or ``"expression"``."""
+        return "expression" if self.parts.table is None else "tabular"
 
     @property
     def is_trained(self) -> bool:
@@ -270,7 +284,9 @@ class ConditionalDiffusion:
         invert: bool = False,
         sparse: bool = False,
     ) -> ad.AnnData:
-        """Generate cells as an AnnData in the training gene space (log-normalised).
+        """Generate cells as an AnnData in the training gene space (log-normalised); a table
+        model generates rows, as a DataFrame with the training table's columns, dtypes and
+        categories.
 
         With ``like``, as many cells of each condition (and dose) as ``like`` holds;
         only its ``.obs`` is read. Otherwise ``n_cells`` cells (default 1000) with the
@@ -351,6 +367,7 @@ class ConditionalDiffusion:
         --------
         >>> model.sample_to_h5ad("fake.h5ad", 2_000_000, guidance=2.0)  # doctest: +SKIP
         """
+        _stream.check_sample_suffix(path, tabular=self.kind == "tabular")
         return _stream.sample_to_h5ad(self.sample, path, n_cells, like=like, chunk_size=chunk_size,
                                       seed=seed, overwrite=overwrite, progress=progress, **options)
 
@@ -358,7 +375,8 @@ class ConditionalDiffusion:
                        like: ad.AnnData | pd.DataFrame | None = None, from_: ad.AnnData | None = None,
                        chunk_size: int = _stream.STREAM_CHUNK, seed: int = 0, overwrite: bool = False,
                        progress: bool = False, **options) -> Path:
-        """Generate cells into ``path`` (``.h5ad`` or ``.csv``), streaming when they are many.
+        """Generate cells into ``path`` (``.h5ad`` or ``.csv``; a table model's rows into
+        ``.csv`` or ``.parquet``), streaming when they are many.
 
         An ``.h5ad`` of more than ``chunk_size`` cells is written chunk by chunk
         (:meth:`sample_to_h5ad`), so memory stays bounded; otherwise this is
@@ -368,6 +386,7 @@ class ConditionalDiffusion:
         --------
         >>> model.sample_to_file("fake.h5ad", 500_000, condition={"cell_type": "B"})  # doctest: +SKIP
         """
+        _stream.check_sample_suffix(path, tabular=self.kind == "tabular")
         return _stream.sample_to_file(self.sample, path, n_cells, like=like, from_=from_, seed=seed,
                                       overwrite=overwrite, progress=progress, chunk_size=chunk_size,
                                       **options)[0]

@@ -18,12 +18,14 @@ import pandas as pd
 import torch
 
 from scdiff._errors import InputError, arg
-from scdiff.data import ConditionEncoder, Preprocessor, cell_sketch, check_anndata, expression
+from scdiff.data import ConditionEncoder, Preprocessor, TableCodec, cell_sketch, check_anndata, expression
 from scdiff.data._backed import BackedFiles
 from scdiff.data._cells import expressed_genes
 from scdiff.data._counts import CountCells, counts_of
+from scdiff.data._io import frame_to_anndata
 from scdiff.data._library import fit_library_sizes
 from scdiff.data._preprocess import read_expression
+from scdiff.data._table import check_kind, frame_of, table_kind
 from scdiff.diffusion import NoiseSchedule
 from scdiff.model._space import Cells, choose_space, fit_pca, new_space
 from scdiff.nn import DOSE_ENCODERS, ConditionalMLP
@@ -53,6 +55,9 @@ class ModelParts:
     space
         The space the diffusion runs in (:mod:`scdiff.space`): the modelled genes (runs
         from before spaces), their principal components, or a count autoencoder's latent.
+    table
+        A plain table's column encoding (:class:`~scdiff.data.TableCodec`); ``None`` for
+        expression.
     """
 
     preprocessor: Preprocessor
@@ -62,6 +67,7 @@ class ModelParts:
     library: dict[str, list[float]] = field(default_factory=dict)
     training_cells: dict = field(default_factory=dict)
     space: Space | None = None
+    table: TableCodec | None = None
 
     def __post_init__(self) -> None:
         if self.space is None:
@@ -70,7 +76,9 @@ class ModelParts:
     @property
     def genes(self) -> list[str]:
         """The genes generated cells hold: every gene of the data in a count space, else
-        the modelled genes."""
+        the modelled genes (a table's generated columns)."""
+        if self.table is not None:
+            return [c["name"] for c in self.table.columns]
         return list(self.space.genes) if self.space.kind == "latent" else list(self.preprocessor.genes)
 
     def build_network(self) -> ConditionalMLP:
@@ -92,6 +100,7 @@ class ModelParts:
             "library_sizes": self.library,
             "training_cells": self.training_cells,
             "space": self.space.to_config(),
+            **({"table": self.table.to_config()} if self.table is not None else {}),
         }
 
     @classmethod
@@ -106,6 +115,7 @@ class ModelParts:
             library=config.get("library_sizes") or {},
             training_cells=config.get("training_cells") or {},
             space=space_from_config(config.get("space"), len(pre.genes)),
+            table=TableCodec.from_config(config["table"]) if config.get("table") else None,
         )
 
     def fingerprint(self) -> str:
@@ -115,6 +125,8 @@ class ModelParts:
                  self.encoder.categories, self.encoder.dose_keys, self.schedule.to_config()]
         if self.space.kind != "gene":
             parts.append(self.space.to_config())
+        if self.table is not None:
+            parts.append(self.table.to_config())
         blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -135,6 +147,7 @@ def setup(
     space: str = "gene",
     latent_dim: int | None = None,
     autoencoder: Mapping | None = None,
+    kind: str = "auto",
 ):
     """(:class:`ModelParts`, :class:`~scdiff.model._space.Cells`) of a new model of ``adata``.
 
@@ -142,11 +155,13 @@ def setup(
     prediction and number of timesteps; ``space`` where the diffusion runs
     (:func:`~scdiff.model._space.choose_space`), a PCA fitted here, an autoencoder when
     training starts. A backed AnnData gives training cells that are read from disk in row
-    blocks (:class:`~scdiff.data.BackedCells`).
+    blocks (:class:`~scdiff.data.BackedCells`). A DataFrame (or ``kind="tabular"``) is a
+    plain table (:func:`as_table`).
     """
+    adata, table = as_table(adata, condition, dose, kind)
     if not isinstance(adata, ad.AnnData | BackedFiles):
-        raise InputError(f"adata needs to be an AnnData (or files from scdiff.data.read_backed), "
-                         f"got {type(adata).__name__}.")
+        raise InputError(f"adata needs to be an AnnData, a pandas DataFrame (a table) or files from "
+                         f"scdiff.data.read_backed, got {type(adata).__name__}.")
     check_anndata(adata)
     if n_genes < 1:
         raise InputError(f"{arg('n_genes', n_genes)} needs to be at least 1.")
@@ -161,6 +176,9 @@ def setup(
     encoder = ConditionEncoder.fit(adata.obs, condition, dose)
     library = fit_library_sizes(row_sums if adata.isbacked else expression(adata, layer), adata.obs,
                                 input_scale=preprocessor.input_scale, keys=encoder.keys)
+    if table is not None and space not in ("auto", "gene"):
+        raise InputError(f"{arg('space', space)} is for expression; a table is modelled in its own "
+                         f"encoded columns: leave {arg('space')} at 'auto'.")
     kind = choose_space(space, has_library=bool(library),
                         n_attributes=len(encoder.keys) + len(encoder.dose_keys))
     space_obj = new_space(kind, preprocessor, adata.var_names, latent_dim=latent_dim,
@@ -177,9 +195,35 @@ def setup(
     sketch = {} if adata.isbacked else cell_sketch(adata.obs_names, expressed_genes(
         expression(adata, layer)[:, adata.var_names.get_indexer(preprocessor.genes)]))
     parts = ModelParts(preprocessor, encoder, NoiseSchedule(**schedule), network_config, library,
-                       sketch, space_obj)
+                       sketch, space_obj, table)
     return parts, _cells(adata, layer, parts, None if adata.isbacked else z,
                          row_sums if adata.isbacked else None)
+
+
+def as_table(data, condition, dose, kind: str):
+    """``(AnnData to train on, TableCodec or None)``: a DataFrame, or an AnnData with
+    ``kind="tabular"``, read as a plain table where :func:`~scdiff.data.table_kind` says so
+    (its columns encoded by a :class:`~scdiff.data.TableCodec`); anything else as it is."""
+    check_kind(kind)
+    keys = [key for given in (condition, dose)
+            for key in ([given] if isinstance(given, str) else list(given or []))]
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    elif kind == "tabular" and isinstance(data, ad.AnnData) and not data.isbacked:
+        frame = frame_of(data)
+    elif kind == "tabular":
+        raise InputError(f"{arg('kind', 'tabular')} needs a table in memory (a DataFrame, a .csv or "
+                         f".parquet file, or an AnnData read without backing).")
+    else:
+        return data, None
+    bad = [k for k in keys if k not in frame.columns]
+    if bad:
+        raise InputError(f"column {bad[0]!r} not found in the table; its columns are: "
+                         f"{', '.join(map(str, frame.columns))}.")
+    if table_kind(frame, keys, kind) == "expression":
+        return frame_to_anndata(frame, keys), None
+    codec = TableCodec.fit(frame, keys)
+    return codec.as_anndata(frame, keys), codec
 
 
 def _cells(adata, layer: str | None, parts: ModelParts, z: np.ndarray | None, row_sums) -> Cells:

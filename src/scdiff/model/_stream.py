@@ -17,13 +17,27 @@ import pandas as pd
 
 from scdiff._errors import InputError, arg
 from scdiff._progress import progress_bar
-from scdiff.data._io import atomic_write, check_output, write_h5ad
+from scdiff.data._io import atomic_write, check_output, write_h5ad, write_table
 from scdiff.model._generate import check_n_cells
 
 #: Cells per chunk when a sample is written chunk by chunk (memory stays bounded by one).
 STREAM_CHUNK = 32768
-#: What a sample can be written as.
-SAMPLE_SUFFIXES = (".h5ad", ".csv")
+#: What a sample can be written as (.parquet: a table model's rows).
+SAMPLE_SUFFIXES = (".h5ad", ".csv", ".parquet")
+#: What a table model's rows can be written as.
+TABLE_OUT_SUFFIXES = (".csv", ".parquet")
+
+
+def check_sample_suffix(path: str | os.PathLike, *, tabular: bool) -> None:
+    """Refuse an output a model of this kind cannot write: a table's rows go to .csv or
+    .parquet, cells to .h5ad or .csv."""
+    suffix = Path(path).suffix.lower()
+    if tabular and suffix not in TABLE_OUT_SUFFIXES:
+        raise InputError(f"output {path}: a table model writes .csv or .parquet (the table's own "
+                         "columns and dtypes); choose one of those.")
+    if not tabular and suffix == ".parquet":
+        raise InputError(f"output {path}: generated cells are written as .h5ad or .csv; .parquet "
+                         "is for a table model's rows.")
 
 
 def chunk_seed(seed: int, i: int) -> int:
@@ -83,5 +97,8 @@ def sample_to_file(sample: Callable[..., ad.AnnData], path: str | os.PathLike, n
                        **options)
         return path, int(n_out), True
     fake = sample(n_cells, like=frame, from_=from_, seed=seed, progress=progress, **options)
+    if isinstance(fake, pd.DataFrame):  # a table model's rows
+        write_table(fake, path, overwrite=overwrite)
+        return path, len(fake), False
     write_h5ad(fake, path, overwrite=overwrite)
     return path, fake.n_obs, False
