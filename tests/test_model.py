@@ -144,7 +144,7 @@ def test_training_learns_condition_means():
 
 def test_constructor_errors(counts_adata):
     with pytest.raises(InputError, match="AnnData"):
-        scdiff.ConditionalDiffusion(counts_adata.to_df())
+        scdiff.ConditionalDiffusion(counts_adata.X.toarray())
     with pytest.raises(InputError, match="no cells"):
         scdiff.ConditionalDiffusion(counts_adata[:0].copy())
     scaled = counts_adata.copy()

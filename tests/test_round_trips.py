@@ -268,17 +268,6 @@ def test_an_all_zero_matrix_is_refused():
         _train(a)
 
 
-def test_a_table_gets_advice_for_tables(tmp_path):
-    frame = pd.DataFrame(np.random.default_rng(0).gamma(2.0, 300.0, size=(60, 5)),
-                         columns=[f"f{i}" for i in range(5)])
-    frame["label"] = np.repeat(["a", "b", "c"], 20)
-    frame.to_csv(tmp_path / "t.csv", index=False)
-    res = CliRunner().invoke(app, ["train", str(tmp_path / "t.csv"), "-c", "label",
-                                   "--out", str(tmp_path / "r")])
-    assert res.exit_code == 1 and "sc.pp.log1p" not in res.output
-    assert "comparable log scales" in " ".join(res.output.split())
-
-
 def test_config_json_with_a_run_id_and_sketch(trained, tmp_path):
     model, a = trained
     path = model.save(tmp_path / "run")

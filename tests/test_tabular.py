@@ -21,7 +21,7 @@ from scdiff.metrics._tabular import is_class_column
 
 @pytest.fixture(scope="module")
 def clinical():
-    return simulate_clinical(400, seed=3)
+    return simulate_clinical(n_rows=400, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +218,9 @@ def test_kind_expression_keeps_the_expression_reading(tmp_path):
     frame.to_csv(tmp_path / "t.csv", index=False)
     res = CliRunner().invoke(app, ["train", str(tmp_path / "t.csv"), "-c", "label", "--kind", "expression",
                                    "--out", str(tmp_path / "r")])
-    assert res.exit_code == 1 and "--kind tabular" in " ".join(res.output.split())
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1 and "--kind tabular" in said and "comparable log scales" in said
+    assert "sc.pp.log1p" not in said
 
 
 # -- the metrics ---------------------------------------------------------------------------------
@@ -234,7 +236,7 @@ def test_evaluate_table_on_copies_and_on_real_rows(clinical):
     assert same["detection_auc"] < 0.6
     with pytest.raises(InputError, match="target='nope' is not a column"):
         evaluate_table(test, train, train=train, target="nope")
-    with pytest.raises(InputError, match="synthetic lacks the column"):
+    with pytest.raises(InputError, match="generated lacks the column"):
         evaluate_table(test, train.drop(columns="crp"), train=train)
 
 
@@ -244,9 +246,9 @@ def test_class_targets():
 
 
 def test_simulate_clinical_is_seeded_and_mixed():
-    a, b = simulate_clinical(200, seed=5), simulate_clinical(200, seed=5)
+    a, b = simulate_clinical(n_rows=200, seed=5), simulate_clinical(n_rows=200, seed=5)
     pd.testing.assert_frame_equal(a, b)
     assert a["bmi"].isna().any() and (a["egfr_change"] < 0).any()
     assert a["adverse_event"].dtype == bool and a["smoker"].cat.ordered
     with pytest.raises(InputError, match="n_rows=3 needs to be a whole number >= 10"):
-        simulate_clinical(3)
+        simulate_clinical(n_rows=3)

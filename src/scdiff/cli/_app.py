@@ -21,6 +21,7 @@ from scdiff.cli._options import (
     Doses,
     Genes,
     Json,
+    Kind,
     LatentDim,
     Layer,
     Overwrite,
@@ -104,10 +105,7 @@ def train(
     space: Space = "auto",
     latent_dim: LatentDim = None,
     autoencoder_steps: AutoencoderSteps = None,
-    kind: Annotated[str, typer.Option(
-        help="auto, tabular (a plain table: numbers of any scale, categories, missing values) or "
-             "expression. auto: a .csv/.parquet is expression only with >= 100 feature columns, "
-             "all numeric and complete.")] = "auto",
+    kind: Kind = "auto",
     threads: Threads = "auto",
     quiet: Quiet = False,
 ) -> None:
@@ -120,8 +118,7 @@ def train(
     from scdiff.train import is_main_process
 
     model = commands.train(
-        data, condition=condition, dose=dose, out=out, layer=layer,
-        n_genes=genes, backed=backed,
+        data, condition=condition, dose=dose, out=out, layer=layer, n_genes=genes, backed=backed,
         overwrite=overwrite, resume=resume, progress=not quiet, epochs=epochs, steps=steps,
         batch_size=batch_size, lr=lr, device=device, precision=precision, seed=seed, monitor=monitor,
         monitor_every=monitor_every, patience=patience, loss_weighting=loss_weighting,

@@ -22,6 +22,10 @@ Run = Annotated[Path, typer.Argument(help="Run directory written by `scdiff trai
 Threads = Annotated[str, typer.Option(
     help="CPU threads: auto (the CPUs this process may use, less those other jobs keep busy) "
          "or a number.")]
+Kind = Annotated[str, typer.Option(
+    help="auto, tabular (a plain table: numbers of any scale, categories, missing values) or "
+         "expression. auto: a .csv/.parquet is expression only with >= 100 feature columns, "
+         "all numeric and complete.")]
 Space = Annotated[str, typer.Option(
     help="Where the diffusion runs: gene (the --genes most variable genes), pca (their principal "
          "components), latent (an autoencoder trained first, whose count decoder writes every "

@@ -18,12 +18,12 @@ SUBTYPES = ("A", "B", "C")
 SITES = tuple(f"site_{i}" for i in range(1, 7))
 
 
-def simulate_clinical(n_rows: int = 3000, *, seed: int = 0) -> pd.DataFrame:
+def simulate_clinical(*, n_rows: int = 3000, seed: int = 0) -> pd.DataFrame:
     """A simulated clinical table of ``n_rows`` patients (columns in the module docstring).
 
     Examples
     --------
-    >>> table = simulate_clinical(500, seed=1)
+    >>> table = simulate_clinical(n_rows=500, seed=1)
     >>> table.shape, table["subtype"].value_counts().index[0]
     ((500, 12), 'A')
     """

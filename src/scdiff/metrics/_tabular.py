@@ -131,7 +131,7 @@ def _efficacy(fit_on: pd.DataFrame, test: pd.DataFrame, target: str, codec: Tabl
     return float(r2_score(y_test.to_numpy(dtype=float)[keep_test], model.predict(x_test[keep_test])))
 
 
-def evaluate_table(real: pd.DataFrame, synthetic: pd.DataFrame, *, train: pd.DataFrame,
+def evaluate_table(real: pd.DataFrame, generated: pd.DataFrame, *, train: pd.DataFrame,
                    target: str | None = None, seed: int = 0) -> pd.DataFrame:
     """Score a synthetic table against real held-out rows, beside the real-vs-real floor.
 
@@ -139,11 +139,11 @@ def evaluate_table(real: pd.DataFrame, synthetic: pd.DataFrame, *, train: pd.Dat
     ----------
     real
         Real rows the generator never saw (the held-out table).
-    synthetic
+    generated
         The generated rows, in the same columns.
     train
         The real rows the generator was trained on: the floor (scored as if it were the
-        synthetic table), the reference of the closest-record distance, and the rows the
+        generated table), the reference of the closest-record distance, and the rows the
         real-data model of ``ml_efficacy`` is trained on.
     target
         The column ``ml_efficacy`` predicts from the others (a class label, see
@@ -159,18 +159,18 @@ def evaluate_table(real: pd.DataFrame, synthetic: pd.DataFrame, *, train: pd.Dat
     --------
     >>> scdiff.evaluate_table(test, generated, train=train, target="label")  # doctest: +SKIP
     """
-    for name, frame in (("real", real), ("synthetic", synthetic), ("train", train)):
+    for name, frame in (("real", real), ("generated", generated), ("train", train)):
         if not isinstance(frame, pd.DataFrame):
             raise InputError(f"{arg(name)} needs to be a pandas DataFrame (a table), got "
                              f"{type(frame).__name__}.")
         if len(frame) < 6:
             raise InputError(f"{arg(name)} holds {len(frame)} rows; scoring a table needs at least 6.")
     columns = list(real.columns)
-    for name, frame in (("synthetic", synthetic), ("train", train)):
+    for name, frame in (("generated", generated), ("train", train)):
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise InputError(f"{arg(name)} lacks the column(s) {missing} of {arg('real')}.")
-    synthetic, train = synthetic[columns], train[columns]
+    generated, train = generated[columns], train[columns]
     if target is None:
         classes = [c for c in columns if is_class_column(train[c])]
         target = (classes or columns)[-1]
@@ -185,7 +185,7 @@ def evaluate_table(real: pd.DataFrame, synthetic: pd.DataFrame, *, train: pd.Dat
     # copies are judged against as many training rows as there are held-out ones
     sub = x_train[np.random.default_rng(seed).permutation(len(x_train))[: len(x_real)]]
     out = {}
-    for who, frame in (("generated", synthetic), ("floor", train)):
+    for who, frame in (("generated", generated), ("floor", train)):
         shapes, pairs = _quality(real, frame)
         if who == "generated":
             x_fake = scale(frame)

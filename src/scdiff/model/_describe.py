@@ -1,6 +1,16 @@
-"""What a model is, in one line (``repr``) and as plain data (``scdiff info``)."""
+"""What a model is, in one line (``repr``), as plain data (``scdiff info``) and as the
+provenance its samples carry."""
 
 from __future__ import annotations
+
+from scdiff import __version__
+
+
+def provenance(model) -> dict:
+    """Where generated cells come from, for their ``uns["scdiff"]``."""
+    cells = {"training_cells": model.parts.training_cells} if model.parts.training_cells else {}
+    return {"run": model._run_path or "", "run_id": model.run_id, "version": __version__,
+            "train_seed": -1 if model.seed is None else model.seed, **cells}
 
 
 def one_line(model) -> str:

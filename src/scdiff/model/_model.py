@@ -13,7 +13,6 @@ import anndata as ad
 import pandas as pd
 import torch
 
-from scdiff import __version__ as scdiff_version
 from scdiff._errors import RunError
 from scdiff._threads import apply_threads
 from scdiff.model import _describe, _fit, _generate, _run, _stream, _train
@@ -157,11 +156,7 @@ class ConditionalDiffusion:
     network_config = _part("network_config", "The network's keyword arguments.")
     genes = _part("genes", "The genes of generated cells (every gene of the data in a latent space).")
     space = _part("space", "The space the diffusion runs in (:mod:`scdiff.space`).")
-
-    @property
-    def kind(self) -> str:
-        """``"tabular"`` (a plain table: samples are DataFrames) or ``"expression"``."""
-        return "expression" if self.parts.table is None else "tabular"
+    kind = _part("kind", '``"tabular"`` (a plain table: samples are DataFrames) or ``"expression"``.')
 
     @property
     def is_trained(self) -> bool:
@@ -285,8 +280,7 @@ class ConditionalDiffusion:
         sparse: bool = False,
     ) -> ad.AnnData:
         """Generate cells as an AnnData in the training gene space (log-normalised); a table
-        model generates rows, as a DataFrame with the training table's columns, dtypes and
-        categories.
+        model's rows as a DataFrame of the training table's columns, dtypes and categories.
 
         With ``like``, as many cells of each condition (and dose) as ``like`` holds;
         only its ``.obs`` is read. Otherwise ``n_cells`` cells (default 1000) with the
@@ -342,14 +336,9 @@ class ConditionalDiffusion:
         n_threads = apply_threads(threads)
         return _generate.sample(
             self.parts, copy_with_state(self.network, self.ema_state), how, run_id=self.run_id,
-            provenance={**self._provenance(), "threads": n_threads}, n_cells=n_cells,
+            provenance={**_describe.provenance(self), "threads": n_threads}, n_cells=n_cells,
             condition=condition, dose=dose, like=like, from_=from_, strength=strength,
             sparse=bool(sparse))
-
-    def _provenance(self) -> dict:
-        cells = {"training_cells": self.parts.training_cells} if self.parts.training_cells else {}
-        return {"run": self._run_path or "", "run_id": self.run_id, "version": scdiff_version,
-                "train_seed": -1 if self.seed is None else self.seed, **cells}
 
     def sample_to_h5ad(self, path: str | os.PathLike, n_cells: int | None = None, *,
                        like: ad.AnnData | pd.DataFrame | None = None,

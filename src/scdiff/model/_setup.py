@@ -81,6 +81,11 @@ class ModelParts:
             return [c["name"] for c in self.table.columns]
         return list(self.space.genes) if self.space.kind == "latent" else list(self.preprocessor.genes)
 
+    @property
+    def kind(self) -> str:
+        """``"tabular"`` (a plain table: samples are DataFrames) or ``"expression"``."""
+        return "expression" if self.table is None else "tabular"
+
     def build_network(self) -> ConditionalMLP:
         """A freshly initialised network of this configuration (draws from torch's RNG)."""
         return ConditionalMLP(**self.network_config)
