@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +63,12 @@ def test_dose_response_tutorial(tmp_path):
 def test_tabular_tutorial(tmp_path):
     results = run_tutorial("04_tabular.py", tmp_path)
     assert results["balanced_accuracy[train on real]"] > 0.85
-    generated = tmp_path / "tabular" / "generated.csv"
-    assert generated.exists()
+    assert 0 <= results["detection_auc[generated]"] <= 1 and results["dcr[floor]"] > 0
+    # the raw table goes in and the same columns come out
+    generated = pd.read_csv(tmp_path / "tabular" / "generated.csv")
+    train = pd.read_csv(tmp_path / "tabular" / "wine_train.csv")
+    assert list(generated.columns) == list(train.columns)
+    assert generated.dtypes.equals(train.dtypes)
 
 
 def test_every_tutorial_is_tested():
