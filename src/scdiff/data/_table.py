@@ -181,22 +181,18 @@ class TableCodec:
         for s in self.columns:
             col = frame[s["name"]]
             if s["type"] == "numeric":
-                x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-                gone = np.isnan(x)
-                z = to_normal(np.where(gone, s["median"], x), np.asarray(s["quantiles"]))
-                blocks.append(z[:, None])
+                x, gone = filled_numbers(col, s)
+                blocks.append(to_normal(x, np.asarray(s["quantiles"]))[:, None])
                 if s["missing"]:
                     blocks.append(gone.astype(np.float64)[:, None])
             else:
                 labels = _labels(col)
-                index = {lab: i for i, lab in enumerate(s["labels"])}
-                codes = labels.map(index)
-                if codes.isna().any():
-                    bad = labels[codes.isna()].iloc[0]
-                    raise InputError(f"column {s['name']!r} of {where} holds {bad!r}, which the "
-                                     f"training table never did; its values are: "
+                unseen = ~labels.isin(s["labels"])
+                if unseen.any():
+                    raise InputError(f"column {s['name']!r} of {where} holds {labels[unseen].iloc[0]!r}, "
+                                     f"which the training table never did; its values are: "
                                      f"{', '.join(s['labels'])}.")
-                blocks.append(np.eye(len(s["labels"]))[codes.to_numpy(dtype=int)])
+                blocks.append(one_hot(col, s))
         return np.hstack(blocks).astype(np.float32)
 
     def decode(self, x: np.ndarray, conditions: pd.DataFrame,
@@ -245,6 +241,21 @@ class TableCodec:
         obs.index = pd.Index([str(i) for i in range(len(frame))])
         return ad.AnnData(X=self.encode(frame), obs=obs, var=pd.DataFrame(index=self.features),
                           uns={"scdiff_input": "tabular"})
+
+
+def filled_numbers(col: pd.Series, spec: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric column's values (missing ones at the training median) and where they were
+    missing."""
+    x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    gone = np.isnan(x)
+    return np.where(gone, spec["median"], x), gone
+
+
+def one_hot(col: pd.Series, spec: dict) -> np.ndarray:
+    """A categorical column as its one-hot block (a value the training table never held:
+    all zeros)."""
+    labels = _labels(col).to_numpy()
+    return (labels[:, None] == np.asarray(spec["labels"])[None, :]).astype(np.float64)
 
 
 def _draw(block: np.ndarray, rng: np.random.Generator) -> np.ndarray:

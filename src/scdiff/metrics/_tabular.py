@@ -27,6 +27,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from scdiff._errors import InputError, arg
 from scdiff.data import TableCodec
+from scdiff.data._table import filled_numbers, one_hot
 from scdiff.metrics._memorisation import memorisation, nearest_distance
 
 #: The metrics of :func:`evaluate_table`, in report order, and which way is better.
@@ -71,21 +72,14 @@ def _distance_space(codec: TableCodec, train: pd.DataFrame):
         for s in codec.columns:
             col = frame[s["name"]]
             if s["type"] == "numeric":
-                x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-                gone = np.isnan(x)
-                span = max(s["max"] - s["min"], 1e-12)
-                blocks.append((np.where(gone, s["median"], x) - s["min"])[:, None] / span)
+                x, gone = filled_numbers(col, s)
+                blocks.append((x - s["min"])[:, None] / max(s["max"] - s["min"], 1e-12))
                 if s["missing"]:
                     blocks.append(gone[:, None].astype(np.float64))
             else:
-                blocks.append(_one_hot(col, s))
+                blocks.append(one_hot(col, s))
         return np.hstack(blocks)
     return scale
-
-
-def _one_hot(col: pd.Series, s: dict) -> np.ndarray:
-    labels = col.astype(object).where(col.notna(), "<missing>").astype(str).to_numpy()
-    return (labels[:, None] == np.asarray(s["labels"])[None, :]).astype(np.float64)
 
 
 #: A numeric target with at most this many distinct whole values is a class label.
