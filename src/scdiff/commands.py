@@ -119,7 +119,7 @@ def sample(
     from_: str | os.PathLike | None = None,
     overwrite: bool = False,
     **options,
-) -> tuple[Path, int, int]:
+) -> tuple[Path, int, int, str]:
     """Generate cells from the run ``run`` into ``out`` (.h5ad or .csv; a table model's rows
     into .csv or .parquet).
 
