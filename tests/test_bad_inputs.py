@@ -362,6 +362,15 @@ CASES = [
          cli=lambda t, r: ["sample", _latent_run(t), "--out", t / "g.h5ad", "--zeros", "cell",
                            "--n-cells", 3],
          api=lambda t, r: scdiff.ConditionalDiffusion.load(_latent_run(t)).sample(3, zeros="cell")),
+    Case("a feature table missing a category", "the feature table of 'drug' has no row for 'b'",
+         cli=lambda t, r: _screen_args(t, "--condition-features", f"drug={_drug_table(t, 'feat.csv')}"),
+         api=lambda t, r: _api_screen(t, condition_features={"drug": _drug_table(t, "feat.csv")})),
+    Case("a malformed SMILES", "the SMILES of 'b' ('C1CC') is not a valid molecule",
+         cli=lambda t, r: _screen_args(t, "--smiles", f"drug={_drug_table(t, 'smiles.csv', smiles=True)}"),
+         api=lambda t, r: _api_screen(t, smiles={"drug": _drug_table(t, "smiles.csv", smiles=True)})),
+    Case("a set's doses not one per member", "dose column 'dose' has '1+2+3', 3 doses for a set of 2",
+         cli=lambda t, r: _screen_args(t, dose="1+2+3"),
+         api=lambda t, r: _api_screen(t, dose="1+2+3")),
     Case("a latent dimension of one", "latent_dim=1 needs to be a whole number >= 2",
          cli_message="--latent-dim 1 needs",
          cli=lambda t, r: _train_args(_write(t, "d.h5ad", make_counts()), "--latent-dim", 1),
@@ -462,6 +471,33 @@ def _txt(tmp):
     p = tmp / "data.txt"
     p.write_text("not expression")
     return p
+
+
+def _screen(tmp: Path, dose: str) -> Path:
+    """Cells of drugs a, b and the pair a+b (its doses ``dose``), with controls."""
+    a = make_counts(seed=3)
+    drug = np.array(["control", "a", "b", "a+b"])[np.arange(a.n_obs) % 4]
+    a.obs["drug"] = drug
+    a.obs["dose"] = np.where(drug == "control", "0", np.where(drug == "a+b", dose, "10"))
+    return _write(tmp, "screen.h5ad", a)
+
+
+def _screen_args(tmp: Path, *extra, dose: str = "10+100") -> list:
+    return ["train", _screen(tmp, dose), "-c", "cell_type", "-c", "drug", "--dose", "dose",
+            "--out", tmp / "newrun", "--steps", 2, *extra]
+
+
+def _api_screen(tmp: Path, dose: str = "10+100", **kw):
+    return scdiff.ConditionalDiffusion(read_input(_screen(tmp, dose)), condition=["cell_type", "drug"],
+                                       dose="dose", **kw)
+
+
+def _drug_table(tmp: Path, name: str, *, smiles: bool = False) -> Path:
+    """Features of drug a only (b is missing), or SMILES of a and b (b's malformed)."""
+    table = (pd.DataFrame({"smiles": ["CCO", "C1CC"]}, index=["a", "b"]) if smiles
+             else pd.DataFrame({"logp": [1.0]}, index=["a"]))
+    table.to_csv(tmp / name)
+    return tmp / name
 
 
 _LOG_RUN: dict = {}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scdiff.data import ConditionEncoder
-from scdiff.model._setup import dose_pairs
+from scdiff.model._conditions import dose_pairs
 from scdiff.nn import DOSE_ENCODERS, ConditionalMLP, DoseEncoder, sinusoidal_embedding
 from scdiff.train import drop_conditions
 

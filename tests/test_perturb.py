@@ -60,8 +60,11 @@ def test_evaluate_scores_a_perfect_prediction_one_and_noise_lower(sim):
     noisy.X = real.X.toarray() + rng.normal(0, 3.0, size=real.shape)
     worse = evaluate_perturbation(real, noisy, train=train, baselines=False)
     assert (worse["r2_delta_top"] < 0.95).all()
+    assert np.allclose(ours[["pearson_delta_top", "r2_delta_systema", "de_direction"]], 1.0)
+    assert np.allclose(ours["energy"], 0.0)  # the same cells
     summary = scdiff.perturb.summarize(table)
-    assert list(summary.index) == ["scdiff", "nearest_dose", "additive"]
+    assert list(summary.index) == ["scdiff", "no_change", "mean_perturbation", "additive", "linear",
+                                   "nearest_dose"]
 
 
 def test_evaluate_errors_name_the_problem(sim):

@@ -59,6 +59,8 @@ def train(
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = True,
+    condition_features: Mapping | None = None,
+    smiles: Mapping | None = None,
     **options,
 ) -> ConditionalDiffusion:
     """Train on ``data`` and write the run to ``out`` (default ``runs/<data name>``).
@@ -101,7 +103,8 @@ def train(
         adata = read_input(paths[0], conditions=names)
     model = ConditionalDiffusion(adata, condition=condition, dose=dose, layer=layer, n_genes=n_genes,
                                  clip_negative=clip_negative, schedule=schedule, space=space,
-                                 latent_dim=latent_dim, kind=kind)
+                                 latent_dim=latent_dim, kind=kind,
+                                 condition_features=condition_features, smiles=smiles)
     if main and not resume:
         start_training(out, overwrite=overwrite)
     model.train(progress=progress, checkpoint_dir=out, resume=resume, **options)

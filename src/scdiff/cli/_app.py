@@ -19,21 +19,25 @@ from scdiff.cli._options import (
     Conditions,
     Device,
     Doses,
+    Features,
     Genes,
     Json,
     Kind,
     LatentDim,
     Layer,
+    LossWeighting,
     Overwrite,
     Quiet,
     Run,
     Seed,
+    Smiles,
     Space,
     Threads,
 )
 from scdiff.cli._parse import (
     parse_assignments,
     parse_doses,
+    parse_features,
     parse_guidance,
     parse_number,
     parse_threads,
@@ -68,6 +72,8 @@ def train(
              "them) are read together out of core.")],
     condition: Conditions = None,
     dose: Doses = None,
+    condition_features: Features = None,
+    smiles: Smiles = None,
     layer: Layer = None,
     genes: Genes = 2000,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<data name>).")] = None,
@@ -90,10 +96,7 @@ def train(
     monitor_every: Annotated[int, typer.Option(help="Steps between two monitor evaluations.")] = 250,
     patience: Annotated[int | None, typer.Option(
         help="With --monitor: stop after this many evaluations without improvement.")] = None,
-    loss_weighting: Annotated[str, typer.Option(
-        help="Timestep weights of the loss: snr_cap (nearly clean steps capped at SNR 5), "
-             "min_snr (also noisy steps down; measured better on panels with many more genes "
-             "than cells) or none.")] = "snr_cap",
+    loss_weighting: LossWeighting = "snr_cap",
     clip_negative: Annotated[bool, typer.Option(
         help="Set negative values (the small ones smoothing or imputation leaves) to 0.")] = False,
     schedule: Annotated[str, typer.Option(
@@ -123,7 +126,8 @@ def train(
         batch_size=batch_size, lr=lr, device=device, precision=precision, seed=seed, monitor=monitor,
         monitor_every=monitor_every, patience=patience, loss_weighting=loss_weighting,
         clip_negative=clip_negative, schedule=schedule, threads=parse_threads(threads), preset=preset,
-        space=space, latent_dim=latent_dim, autoencoder_steps=autoencoder_steps, kind=kind)
+        space=space, latent_dim=latent_dim, autoencoder_steps=autoencoder_steps, kind=kind,
+        **parse_features(condition_features, smiles))
     if not quiet and is_main_process():
         out_console.print(f"wrote run [bold]{out or Path('runs') / data[0].stem}[/] ({model})",
                           highlight=False)

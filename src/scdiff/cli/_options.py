@@ -11,6 +11,17 @@ Conditions = Annotated[list[str] | None, typer.Option(
     "--condition", "-c", help="Categorical obs column (train) or KEY=VALUE (sample); repeatable.")]
 Doses = Annotated[list[str] | None, typer.Option(
     "--dose", help="Continuous obs column (train) or KEY=VALUE (sample); repeatable.")]
+Features = Annotated[list[str] | None, typer.Option(
+    "--condition-features", help="KEY=TABLE: numeric features of a condition's categories (.csv "
+    "or .parquet, one row per category, its name first), so categories no cell has can be "
+    "sampled; repeatable.")]
+Smiles = Annotated[list[str] | None, typer.Option(
+    "--smiles", help="KEY=TABLE: a SMILES per category (.csv: name, smiles), as Morgan "
+    "fingerprint features (needs pip install 'scdiff[chem]').")]
+LossWeighting = Annotated[str, typer.Option(
+    help="Timestep weights of the loss: snr_cap (nearly clean steps capped at SNR 5), min_snr "
+         "(also noisy steps down; measured better on panels with many more genes than cells) or "
+         "none.")]
 Seed = Annotated[int, typer.Option(help="Random seed.")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]

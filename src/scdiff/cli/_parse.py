@@ -38,14 +38,26 @@ def parse_number(text: str, *, what: str) -> float:
     return value
 
 
-def parse_doses(items: Sequence[str] | None) -> dict[str, float]:
-    """``["dose=0.5"]`` -> ``{"dose": 0.5}``; values must be finite numbers.
+def parse_doses(items: Sequence[str] | None) -> dict[str, float | str]:
+    """``["dose=0.5"]`` -> ``{"dose": 0.5}``; values must be finite numbers, or one per member
+    of a set of perturbations joined by ``+`` (``dose=10+100``, kept as text).
 
     Whether a negative value is allowed is the model's call (a dose trained on values
     >= 0 refuses it; a covariate such as a cell-cycle score accepts it).
     """
-    return {key: parse_number(value, what=f"--dose {key}=")
-            for key, value in parse_assignments(items, option="--dose").items()}
+    out: dict[str, float | str] = {}
+    for key, value in parse_assignments(items, option="--dose").items():
+        numbers = [parse_number(v.strip(), what=f"--dose {key}=") for v in value.split("+")]
+        out[key] = value if len(numbers) > 1 else numbers[0]
+    return out
+
+
+def parse_features(features: Sequence[str] | None, smiles: Sequence[str] | None) -> dict:
+    """``--condition-features drug=f.csv`` and ``--smiles drug=s.csv`` as the library's
+    ``condition_features`` and ``smiles`` (absent when not given)."""
+    out = {"condition_features": parse_assignments(features, option="--condition-features"),
+           "smiles": parse_assignments(smiles, option="--smiles")}
+    return {k: v for k, v in out.items() if v}
 
 
 def parse_guidance(items: Sequence[str] | None) -> float | dict[str, float]:

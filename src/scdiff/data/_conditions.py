@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from scdiff._errors import InputError, ScdiffWarning, arg
+from scdiff.data._doses import dose_label, numeric_dose, training_doses
+from scdiff.data._sets import is_set_column, members, set_codes, set_doses
 
 
 def _as_list(keys: str | Sequence[str] | None) -> list[str]:
@@ -50,29 +52,6 @@ def _check_categories(key: str, col: pd.Series) -> None:
             f"({', '.join(map(repr, lonely.index[:5]))}); "
             "a model cannot learn a condition from one cell: remove those cells or merge the categories."
         )
-
-
-def _numeric_dose(obs: pd.DataFrame, key: str, *, allow_negative: bool = False) -> np.ndarray:
-    col = obs[key]
-    values = pd.to_numeric(col.astype(object) if col.dtype == "category" else col, errors="coerce")
-    bad = values.isna() & col.notna()
-    if bad.any():
-        example = col[bad].iloc[0]
-        raise InputError(
-            f"dose column {key!r} has non-numeric values (e.g. {example!r}); doses must be numbers."
-        )
-    if values.isna().any():
-        raise InputError(
-            f"dose column {key!r} has {int(values.isna().sum())} missing values; "
-            "fill them (e.g. 0 for untreated cells) or drop those cells."
-        )
-    arr = values.to_numpy(dtype=np.float64)
-    if (arr < 0).any() and not allow_negative:
-        raise InputError(f"dose column {key!r} has negative values (min {arr.min():g}), which "
-                         "its training data did not have; doses must be >= 0.")
-    if not np.all(np.isfinite(arr)):
-        raise InputError(f"dose column {key!r} has infinite values; doses must be finite.")
-    return arr
 
 
 def _plain(value):
@@ -115,6 +94,18 @@ class ConditionEncoder:
         For each key, how its column was typed in training (categorical or not, ordered,
         and each category's value as it was: an int, a bool, a string), so that output
         columns come back with the same dtype (empty for runs saved before it).
+    slots
+        For each key, the largest set of its categories one cell holds (``drugA+drugB``:
+        2; :mod:`scdiff.data._sets`); 1 for a plain attribute (empty for older runs).
+    dose_pairs
+        For each dose key, the index of the key it is the dose of, or -1 (a dose of a set
+        attribute has one dose per member).
+    dose_text
+        For each dose key, whether its training column was text (``"10+100"``), so that
+        output comes back as text.
+    unseen
+        For each key, the categories that no training cell has: known from a feature
+        table (``condition_features``), generated from their features.
     """
 
     keys: list[str] = field(default_factory=list)
@@ -125,6 +116,10 @@ class ConditionEncoder:
     counts: list[list] = field(default_factory=list)
     dose_min: list[float] = field(default_factory=list)
     column_types: list[dict] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)
+    dose_pairs: list[int] = field(default_factory=list)
+    dose_text: list[bool] = field(default_factory=list)
+    unseen: list[list[str]] = field(default_factory=list)
 
     # -- fitting ------------------------------------------------------------------------------
     @classmethod
@@ -138,7 +133,7 @@ class ConditionEncoder:
             raise InputError(f"{sorted(both)} given both as condition and as dose; choose one.")
         _check_columns(obs, keys, "condition")
         _check_columns(obs, dose_keys, "dose")
-        categories, column_types = [], []
+        categories, column_types, slots = [], [], []
         for key in keys:
             col = obs[key]
             if col.isna().any():
@@ -146,26 +141,37 @@ class ConditionEncoder:
                     f"condition column {key!r} has {int(col.isna().sum())} missing values; "
                     "fill them (e.g. 'unknown') or drop those cells."
                 )
-            if isinstance(col.dtype, pd.CategoricalDtype):
-                present = set(col.astype(str).unique())
-                cats = [str(c) for c in col.cat.categories if str(c) in present]
+            present = col.astype(str).unique()
+            if is_set_column(present):  # sets of categories: the members are the categories
+                parts = [members(v) for v in present]
+                cats = sorted({m for p in parts for m in p})
+                slots.append(max(len(p) for p in parts))
+                column_types.append({"categorical": False, "ordered": False, "dtype": "object",
+                                     "values": cats, "sets": True})
             else:
-                cats = sorted(col.astype(str).unique())
+                if isinstance(col.dtype, pd.CategoricalDtype):
+                    cats = [str(c) for c in col.cat.categories if str(c) in set(present)]
+                else:
+                    cats = sorted(present)
+                slots.append(1)
+                column_types.append(_column_type(col, cats))
             _check_categories(key, col.astype(str))
             categories.append(cats)
-            column_types.append(_column_type(col, cats))
-        dose_max, dose_values, dose_min = [], [], []
+        dose_max, dose_values, dose_min, dose_text = [], [], [], []
         for key in dose_keys:
-            arr = _numeric_dose(obs, key, allow_negative=True)
+            arr, text = training_doses(obs, key)
             dose_max.append(float(arr.max()) if arr.size else 0.0)
             dose_min.append(float(arr.min()) if arr.size else 0.0)
             dose_values.append(sorted(np.unique(arr).tolist())[:100])
+            dose_text.append(text)
         enc = cls(keys, categories, dose_keys, dose_max, dose_values, dose_min=dose_min,
-                  column_types=column_types)
+                  column_types=column_types, slots=slots, dose_text=dose_text,
+                  unseen=[[] for _ in keys])
         if keys or dose_keys:
             frame = pd.DataFrame({k: obs[k].astype(str).to_numpy() for k in keys})
-            for k in dose_keys:
-                frame[k] = _numeric_dose(obs, k, allow_negative=True)
+            for k, text in zip(dose_keys, dose_text, strict=True):
+                frame[k] = (obs[k].astype(str).str.strip().to_numpy() if text
+                            else numeric_dose(obs, k, allow_negative=True))
             grouped = frame.groupby(keys + dose_keys, sort=True, observed=True).size()
             enc.counts = [
                 [*(idx if isinstance(idx, tuple) else (idx,)), int(n)] for idx, n in grouped.items()
@@ -206,25 +212,48 @@ class ConditionEncoder:
         """obs columns -> (codes int64 [n, K], transformed doses float32 [n, D])."""
         _check_columns(obs, self.keys, "condition")
         _check_columns(obs, self.dose_keys, "dose")
-        codes = np.empty((len(obs), len(self.keys)), dtype=np.int64)
+        slots = self.key_slots
+        codes = np.empty((len(obs), sum(slots)), dtype=np.int64)
+        row_members: dict[int, list[list[str]]] = {}
         for i, key in enumerate(self.keys):
-            col = obs[key].astype(str)
-            lookup = pd.Index(self.categories[i])
-            idx = lookup.get_indexer(col)
+            col, start = obs[key].astype(str), sum(slots[:i])
+            if slots[i] > 1:
+                lookup = {c: j for j, c in enumerate(self.categories[i])}
+                codes[:, start:start + slots[i]], row_members[i] = set_codes(
+                    col.to_numpy(), lookup, slots[i], len(lookup), key=key, where=where,
+                    valid=", ".join(self.categories[i]))
+                continue
+            idx = pd.Index(self.categories[i]).get_indexer(col)
             if (idx < 0).any():
                 unknown = sorted(set(col[idx < 0]))
+                hint = (" (a set of several: this model was trained on one at a time)"
+                        if any("+" in u for u in unknown) else "")
                 raise InputError(
-                    f"{key}={unknown[0]!r} in {where} was not seen in training; "
+                    f"{key}={unknown[0]!r} in {where} was not seen in training{hint}; "
                     f"valid values of {key!r} are: {', '.join(self.categories[i])}."
                 )
-            codes[:, i] = idx
-        doses = np.empty((len(obs), len(self.dose_keys)), dtype=np.float32)
+            codes[:, start] = idx
+        columns = []
         for i, key in enumerate(self.dose_keys):
             negative_ok = i < len(self.dose_min) and self.dose_min[i] < 0
-            raw = _numeric_dose(obs, key, allow_negative=negative_ok)
-            self.warn_out_of_range(i, raw)
-            doses[:, i] = self.transform_dose(i, raw)
+            pair = self.dose_pairs[i] if i < len(self.dose_pairs) else -1
+            if pair in row_members:
+                raw = set_doses(obs[key].to_numpy(), row_members[pair], slots[pair], key=key)
+                if (raw[np.isfinite(raw)] < 0).any() and not negative_ok:
+                    raise InputError(f"dose column {key!r} has negative values, which its training "
+                                     "data did not have; doses must be >= 0.")
+            else:
+                raw = numeric_dose(obs, key, allow_negative=negative_ok)[:, None]
+            self.warn_out_of_range(i, raw[np.isfinite(raw)])
+            columns.append(self.transform_dose(i, raw))
+        doses = (np.concatenate(columns, axis=1) if columns
+                 else np.empty((len(obs), 0))).astype(np.float32)
         return codes, doses
+
+    @property
+    def key_slots(self) -> list[int]:
+        """Each key's number of code columns (its largest set; 1 for runs before sets)."""
+        return list(self.slots) or [1] * len(self.keys)
 
     def warn_unseen_combinations(self, frame: pd.DataFrame, *, hint: str = "") -> None:
         """Warn once per call when categorical combinations absent from training are asked for.
@@ -244,6 +273,16 @@ class ConditionEncoder:
             warnings.warn(ScdiffWarning(f"{len(unseen)} combination(s) never seen in training "
                                         f"({shown}): generated from the attributes' separately "
                                         f"learned effects.{hint}"), stacklevel=4)
+
+    def warn_unmeasured(self, frame: pd.DataFrame) -> None:
+        """Warn once per call when categories no training cell had (known from features) are asked."""
+        for key, unseen in zip(self.keys, self.unseen, strict=False):
+            asked = {m for v in frame[key].astype(str).unique() for m in members(v)} & set(unseen)
+            if asked:
+                shown = ", ".join(sorted(asked)[:3])
+                warnings.warn(ScdiffWarning(f"{key} {shown} never measured: generated from "
+                                            f"{'its' if len(asked) == 1 else 'their'} features."),
+                              stacklevel=4)
 
     def warn_out_of_range(self, key_index: int, raw: np.ndarray) -> None:
         hi = self.dose_max[key_index]
@@ -312,7 +351,7 @@ class ConditionEncoder:
             for k, v in condition.items():
                 frame[k] = str(v)
             for k, v in dose.items():
-                frame[k] = float(v)
+                frame[k] = v.strip() if isinstance(v, str) else float(v)  # text: a set's doses
             frame = frame[list(self.attributes)]
         return frame
 
@@ -326,6 +365,9 @@ class ConditionEncoder:
             if kind is None:  # a run saved before column types were recorded
                 out[key] = pd.Categorical(labels, categories=cats)
                 continue
+            if kind.get("sets"):  # sets of members: the labels are as asked
+                out[key] = pd.Categorical(labels)
+                continue
             typed = dict(zip(cats, kind["values"], strict=True))
             values = labels.map(typed)
             if kind["categorical"]:
@@ -334,6 +376,21 @@ class ConditionEncoder:
                 out[key] = pd.Categorical(values, categories=kind["values"])
             else:
                 out[key] = values.to_numpy().astype(kind["dtype"])
-        for key in self.dose_keys:
-            out[key] = frame[key].astype(np.float64).to_numpy()
+        for i, key in enumerate(self.dose_keys):
+            text = i < len(self.dose_text) and self.dose_text[i]
+            out[key] = (frame[key].map(dose_label).to_numpy(dtype=object) if text
+                        else frame[key].astype(np.float64).to_numpy())
         return out
+
+    def add_categories(self, key: str, names: Sequence[str]) -> None:
+        """Known categories no training cell has (from a feature table): they get codes after
+        the training ones and are listed in ``unseen``."""
+        i = self.keys.index(key)
+        new = [str(n) for n in names if str(n) not in self.categories[i]]
+        self.categories[i] = [*self.categories[i], *new]
+        if i < len(self.column_types) and not self.column_types[i].get("sets"):
+            kind = self.column_types[i]
+            kind["values"] = [*kind["values"], *(new if kind["dtype"] == "object" else
+                                                  pd.Series(new).astype(kind["dtype"]).tolist())]
+        self.unseen = self.unseen or [[] for _ in self.keys]
+        self.unseen[i] = [*self.unseen[i], *new]

@@ -103,12 +103,19 @@ class Guidance:
 
 
 def _mask_conditions(
-    cats: torch.Tensor, doses: torch.Tensor, keep: Sequence[bool], null_codes: torch.Tensor
+    cats: torch.Tensor, doses: torch.Tensor, keep: Sequence[bool], null_codes: torch.Tensor,
+    columns: tuple[Sequence[int], Sequence[int]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Replace the dropped attributes by their null token (categorical) or NaN (dose)."""
-    n_cat = cats.shape[1]
-    keep_cat = torch.tensor(keep[:n_cat], dtype=torch.bool, device=cats.device)
-    keep_dose = torch.tensor(keep[n_cat:], dtype=torch.bool, device=doses.device)
+    """Replace the dropped attributes by their null token (categorical) or NaN (dose).
+
+    ``keep`` holds one flag per attribute (categorical ones first); ``columns`` the
+    attribute of each code column and each dose column (the network's ``cat_columns`` and
+    ``dose_columns``: an attribute of several slots has several), one column each if None.
+    """
+    cat_of, dose_of = columns or (range(cats.shape[1]), range(doses.shape[1]))
+    n_cat = len(set(cat_of)) if columns else cats.shape[1]
+    keep_cat = torch.tensor([keep[a] for a in cat_of], dtype=torch.bool, device=cats.device)
+    keep_dose = torch.tensor([keep[n_cat + a] for a in dose_of], dtype=torch.bool, device=doses.device)
     cats = torch.where(keep_cat, cats, null_codes)
     doses = torch.where(keep_dose, doses, torch.full_like(doses, float("nan")))
     return cats, doses
@@ -216,7 +223,8 @@ class _GuidedNet:
     def __init__(self, net, guidance: Guidance, cats: torch.Tensor, doses: torch.Tensor,
                  null_codes: torch.Tensor, autocast_dtype: torch.dtype | None) -> None:
         passes = guidance.passes()
-        stacked = [_mask_conditions(cats, doses, keep, null_codes) for keep, _ in passes]
+        columns = (net.cat_columns, net.dose_columns) if hasattr(net, "cat_columns") else None
+        stacked = [_mask_conditions(cats, doses, keep, null_codes, columns) for keep, _ in passes]
         self.net, self.n, self.n_genes = net, cats.shape[0], net.n_genes
         self.cats = torch.cat([c for c, _ in stacked])
         self.doses = torch.cat([d for _, d in stacked])

@@ -26,6 +26,13 @@ def one_line(model) -> str:
             f"doses: {', '.join(enc.dose_keys) or 'none'}; {state})")
 
 
+def _network(config: dict) -> dict:
+    """The network's configuration, a feature table shown by its shape."""
+    features = [None if f is None else f"{len(f['table'])} categories x {len(f['table'][0])} features"
+                for f in config.get("features", [])]
+    return {**config, **({"features": features} if features else {})}
+
+
 def info(model) -> dict:
     """What the run holds, as plain data."""
     pre, enc = model.preprocessor, model.encoder
@@ -38,7 +45,9 @@ def info(model) -> dict:
         "conditions": dict(zip(enc.keys, enc.categories, strict=True)),
         "doses": {k: [v[0], v[-1]] if v else [] for k, v in zip(enc.dose_keys, enc.dose_values,
                                                                  strict=True)},
-        "network": model.network_config,
+        "network": _network(model.network_config),
+        "unmeasured": {k: u for k, u in zip(enc.keys, enc.unseen, strict=False) if u},
+        "sets": {k: n for k, n in zip(enc.keys, enc.key_slots, strict=True) if n > 1},
         "parameters": sum(p.numel() for p in model.network.parameters()),
         "schedule": model.schedule.to_config(),
         "train": model.train_config.to_config() if model.train_config else None,

@@ -303,6 +303,7 @@ def sample(parts: ModelParts, net: nn.Module, how: Sampling, *, provenance: dict
     codes, doses = parts.encoder.encode(req.frame, where=req.where)
     parts.encoder.warn_unseen_combinations(req.frame, hint="" if isinstance(how.guidance, Mapping)
                                            else compose_hint())
+    parts.encoder.warn_unmeasured(req.frame)
     if how.invert and from_ is None:
         raise InputError(f"{arg('invert', True)} carries given cells up the ODE; it needs "
                          f"{arg('from_')} (the cells to translate).")

@@ -39,19 +39,16 @@ class ConditionalDiffusion:
         Categorical ``.obs`` column(s) to condition on.
     dose
         Continuous ``.obs`` column(s) to condition on.
-    layer
-        Read expression from ``adata.layers[layer]`` instead of ``X``.
-    n_genes
-        Keep the ``n_genes`` most variable genes when the data has more.
+    layer, n_genes
+        Read expression from ``adata.layers[layer]``; keep the ``n_genes`` most variable genes.
     width, depth, dropout
         Size of the residual MLP, and dropout inside its blocks.
     schedule, prediction, num_timesteps
-        The objective: a diffusion (``schedule`` ``"cosine"``/``"linear"``, ``prediction``
-        ``"v"`` (default), ``"epsilon"`` or ``"x0"``), or a rectified flow
-        (``schedule="flow"``: the straight path, the velocity predicted); T timesteps.
+        A diffusion (``"cosine"``/``"linear"``; ``prediction`` ``"v"`` (default), ``"epsilon"``,
+        ``"x0"``) or a rectified flow (``"flow"``, the velocity predicted); T timesteps.
     dose_encoder
-        How doses are encoded: ``"sigmoid"`` (CPA-like, per-drug Hill-type response),
-        ``"sinusoidal"`` or ``"mlp"``; see :class:`scdiff.nn.DoseEncoder`.
+        ``"sigmoid"`` (CPA-like, a Hill-type response per drug), ``"sinusoidal"`` or ``"mlp"``
+        (:class:`scdiff.nn.DoseEncoder`).
     dose_by
         The categorical attribute each dose belongs to (the drug), for a drug-by-dose
         interaction: one key for all doses, a mapping dose key -> key, ``None`` for
@@ -85,6 +82,14 @@ class ConditionalDiffusion:
         ``"expression"`` as expression; ``"auto"`` (the default): an AnnData is
         expression, and so is a DataFrame of at least 100 feature columns, all numeric and
         complete; any other DataFrame is a table.
+    condition_features
+        ``{"drug": table}``: a DataFrame or .csv / .parquet file, one row per category (its
+        name first), numeric columns. The attribute is embedded from its features (plus a
+        residual per measured category), so a category the table describes but no cell has
+        can be sampled. Values joining categories by ``+`` (``drug="drugA+drugB"``,
+        ``dose="10+100"``) are sets of perturbations in one cell (docs/perturbation.md).
+    smiles
+        ``{"drug": table}`` of SMILES, used as Morgan fingerprint features (``scdiff[chem]``).
 
     Examples
     --------
@@ -117,11 +122,14 @@ class ConditionalDiffusion:
         latent_dim: int | None = None,
         autoencoder: Mapping | None = None,
         kind: str = "auto",
+        condition_features: Mapping | None = None,
+        smiles: Mapping | None = None,
     ) -> None:
         parts, data = setup(
             adata, condition, dose, layer=layer, n_genes=n_genes, dose_encoder=dose_encoder,
             dose_by=dose_by, additive=additive, clip_negative=clip_negative, space=space,
             latent_dim=latent_dim, autoencoder=autoencoder, kind=kind,
+            condition_features=condition_features, smiles=smiles,
             network={"width": width, "depth": depth, "dropout": dropout},
             schedule={"num_timesteps": num_timesteps, "schedule": schedule,
                       "prediction": prediction or ("flow" if schedule == "flow" else "v")},
@@ -215,15 +223,10 @@ class ConditionalDiffusion:
         halves of the held-out cells. With ``patience``, training ends early once ``mmd``
         has not improved for that many evaluations.
 
-        ``loss_weighting`` weights the timesteps in the loss
-        (:meth:`scdiff.diffusion.NoiseSchedule.loss_weight`): ``"snr_cap"`` (default) caps
-        the weight of the low-noise steps at its value at SNR ``snr_gamma``; ``"min_snr"``
-        (Min-SNR-gamma) also weights the high-noise steps down; ``"none"``: the plain MSE
-        of the target. docs/fidelity.md compares them.
-
-        ``threads`` is how many CPU threads torch uses: ``"auto"`` (default), the CPUs this
-        process may use less those other processes keep busy (a busy core slows every
-        thread of torch down many times); it is set again at every call.
+        ``loss_weighting`` weights the timesteps (:meth:`scdiff.diffusion.NoiseSchedule.loss_weight`):
+        ``"snr_cap"`` (default), ``"min_snr"`` or ``"none"`` (docs/fidelity.md compares them).
+        ``threads``: CPU threads for torch, ``"auto"`` (default) the CPUs this process may use
+        less those other processes keep busy; set again at every call.
 
         ``preset``: ``"default"`` trains at ``batch_size`` 256; ``"atlas"`` (millions of
         cells) takes, unless ``batch_size`` is given, the largest batch half the GPU's free
@@ -317,15 +320,11 @@ class ConditionalDiffusion:
         can produce values real cells cannot have. ``"auto"`` (default) clips whenever
         the guidance is not the plain conditional model (docs/fidelity.md measures it).
 
-        ``zeros`` says how small generated values become exact zeros (real expression is
-        mostly zeros; the diffusion smears them into small positive values):
-        ``"gene"``, values below half of the gene's smallest non-zero training value
-        become 0; ``"cell"``, then also every value below one read at a library size
-        drawn for each cell from the training cells of its condition becomes 0 or one
-        read, with probability keeping its mean (real data hold nothing in between);
-        it needs library sizes (counts or an ``n_counts`` column at training);
-        ``"auto"`` (default), ``"cell"`` where it can, else ``"gene"``; ``"none"``, only
-        negative values. docs/fidelity.md measures them.
+        ``zeros`` says how small generated values become exact zeros: ``"gene"`` (below half
+        the gene's smallest non-zero training value), ``"cell"`` (also below one read at a
+        library size drawn per cell, rounded to 0 or one read keeping the mean; needs
+        library sizes), ``"auto"`` (default: ``"cell"`` where it can) or ``"none"``
+        (docs/fidelity.md measures them).
         """
         if not self.is_trained:
             raise RunError("the model is not trained yet; call model.train() first.")

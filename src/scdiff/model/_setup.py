@@ -27,8 +27,9 @@ from scdiff.data._library import fit_library_sizes
 from scdiff.data._preprocess import read_expression
 from scdiff.data._table import check_kind, frame_of, table_kind
 from scdiff.diffusion import NoiseSchedule
+from scdiff.model._conditions import network_conditions
 from scdiff.model._space import Cells, choose_space, fit_pca, new_space
-from scdiff.nn import DOSE_ENCODERS, ConditionalMLP
+from scdiff.nn import ConditionalMLP
 from scdiff.space import GeneSpace, Space, space_from_config
 from scdiff.train import CellTensors
 
@@ -153,6 +154,8 @@ def setup(
     latent_dim: int | None = None,
     autoencoder: Mapping | None = None,
     kind: str = "auto",
+    condition_features: Mapping | None = None,
+    smiles: Mapping | None = None,
 ):
     """(:class:`ModelParts`, :class:`~scdiff.model._space.Cells`) of a new model of ``adata``.
 
@@ -188,14 +191,8 @@ def setup(
                         n_attributes=len(encoder.keys) + len(encoder.dose_keys))
     space_obj = new_space(kind, preprocessor, adata.var_names, latent_dim=latent_dim,
                           autoencoder=autoencoder)
-    network_config = {
-        "n_genes": space_obj.dim, "n_categories": encoder.n_categories,
-        "n_doses": len(encoder.dose_keys), "width": int(network["width"]),
-        "depth": int(network["depth"]), "dropout": float(network["dropout"]),
-        "dose_encoder": check_dose_encoder(dose_encoder),
-        "dose_pairs": dose_pairs(adata.obs, encoder.keys, encoder.dose_keys, dose_by),
-        "additive": check_additive(additive, len(encoder.keys) + len(encoder.dose_keys)),
-    }
+    network_config = network_conditions(adata.obs, encoder, space_obj.dim, network, dose_encoder,
+                                        dose_by, additive, condition_features, smiles)
     # the training cells' sketch (in memory only: for backed data it would cost another pass)
     sketch = {} if adata.isbacked else cell_sketch(adata.obs_names, expressed_genes(
         expression(adata, layer)[:, adata.var_names.get_indexer(preprocessor.genes)]))
@@ -261,78 +258,3 @@ def _count_cells(adata, layer: str | None, pre: Preprocessor, genes, row_sums):
     X, _ = read_expression(adata, layer, clip=pre.clip_negative)
     counts, sizes = counts_of(X, adata.obs, pre.input_scale, target_sum=pre.target_sum)
     return CountCells(genes.x.numpy(), counts, sizes)
-
-
-def check_dose_encoder(kind: str) -> str:
-    """``kind`` if it names a dose encoder, else an :class:`~scdiff.InputError`."""
-    if kind not in DOSE_ENCODERS:
-        raise InputError(f"{arg('dose_encoder', kind)} needs to be one of {', '.join(DOSE_ENCODERS)}.")
-    return kind
-
-
-def check_additive(additive: bool | str, n_attributes: int) -> bool:
-    """Whether the network gets its additive path: ``"auto"`` means with two or more
-    attributes (there are combinations to compose), and never without any (nothing to
-    add); a value other than True, False or "auto" is an :class:`~scdiff.InputError`.
-
-    Examples
-    --------
-    >>> check_additive("auto", 1), check_additive("auto", 3), check_additive(True, 1), check_additive(True, 0)
-    (False, True, True, False)
-    """
-    if additive == "auto":
-        return n_attributes >= 2
-    if isinstance(additive, (bool, np.bool_)):
-        return bool(additive) and n_attributes > 0
-    raise InputError(f"{arg('additive', additive)} needs to be True, False or 'auto'.")
-
-
-def _has_zero_dose_category(obs: pd.DataFrame, key: str, dose_key: str) -> bool:
-    dose = pd.to_numeric(obs[dose_key], errors="coerce").to_numpy(dtype=float)
-    labels = obs[key].astype(str).to_numpy()
-    treated = set(labels[dose != 0])
-    return any(lab not in treated for lab in np.unique(labels)) and bool((dose != 0).any())
-
-
-def dose_pairs(
-    obs: pd.DataFrame,
-    keys: Sequence[str],
-    dose_keys: Sequence[str],
-    dose_by: str | Mapping[str, str] | None,
-) -> list[int]:
-    """For each dose key, the index in ``keys`` of the attribute it interacts with, or -1.
-
-    ``dose_by="auto"`` pairs a dose with the one condition that has a category whose
-    cells all have dose 0 (a control); with none or several such conditions, no pair.
-
-    Examples
-    --------
-    >>> obs = pd.DataFrame({"cell_type": ["a", "a", "b", "b"],
-    ...                     "drug": ["ctrl", "X", "ctrl", "X"], "dose": [0, 10, 0, 5]})
-    >>> dose_pairs(obs, ["cell_type", "drug"], ["dose"], "auto")
-    [1]
-    >>> dose_pairs(obs, ["cell_type", "drug"], ["dose"], None)
-    [-1]
-    """
-    keys, dose_keys = list(keys), list(dose_keys)
-    if dose_by is None:
-        return [-1] * len(dose_keys)
-    if isinstance(dose_by, str) and dose_by == "auto":
-        out = []
-        for dk in dose_keys:
-            hits = [i for i, k in enumerate(keys) if _has_zero_dose_category(obs, k, dk)]
-            out.append(hits[0] if len(hits) == 1 else -1)
-        return out
-    mapping = {dk: dose_by for dk in dose_keys} if isinstance(dose_by, str) else dict(dose_by)
-    unknown = sorted(set(mapping) - set(dose_keys))
-    if unknown:
-        raise InputError(f"dose_by names dose(s) {unknown} the model does not have; "
-                         f"its doses are: {', '.join(dose_keys) or 'none'}.")
-    out = []
-    for dk in dose_keys:
-        key = mapping.get(dk)
-        if key is not None and key not in keys:
-            raise InputError(f"dose_by pairs {dk!r} with {key!r}, which is not a condition; "
-                             f"use one of: {', '.join(keys) or 'none (give ' + arg('condition') + ')'}.")
-        out.append(keys.index(key) if key is not None else -1)
-    return out

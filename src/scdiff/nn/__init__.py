@@ -2,14 +2,10 @@
 torch, no AnnData)."""
 
 from scdiff.nn._autoencoder import CountAutoencoder, nb_log_likelihood
-from scdiff.nn._mlp import (
-    DOSE_ENCODERS,
-    ConditionalMLP,
-    DoseEncoder,
-    ResidualBlock,
-    sinusoidal_embedding,
-)
+from scdiff.nn._dose import DOSE_ENCODERS, DoseEncoder, sinusoidal_embedding
+from scdiff.nn._features import FeatureEmbedding, FeatureMap, TokenAttention
+from scdiff.nn._mlp import ConditionalMLP, ResidualBlock
 
 __all__ = ["DOSE_ENCODERS", "ConditionalMLP", "CountAutoencoder",
-           "DoseEncoder", "ResidualBlock", "nb_log_likelihood",
-           "sinusoidal_embedding"]
+           "DoseEncoder", "FeatureEmbedding", "FeatureMap", "ResidualBlock", "TokenAttention",
+           "nb_log_likelihood", "sinusoidal_embedding"]

@@ -9,93 +9,13 @@ dose given", replaced by a learned null embedding).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-
-def sinusoidal_embedding(x: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Transformer-style sinusoidal features of a scalar per row (Vaswani et al. 2017)."""
-    half = dim // 2
-    freqs = torch.exp(
-        -math.log(max_period) * torch.arange(half, device=x.device, dtype=torch.float32) / half
-    )
-    args = x.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
-    return emb
-
-
-#: The dose encoders :class:`DoseEncoder` offers (compared in docs/perturbation.md).
-DOSE_ENCODERS = ("sinusoidal", "mlp", "sigmoid")
-
-
-class DoseEncoder(nn.Module):
-    """Encodes one continuous attribute (already transformed to about [0, 1]).
-
-    ``kind`` chooses the dose features:
-
-    - ``"sinusoidal"``: the dose and sinusoidal features of it, then a small MLP.
-    - ``"mlp"``: a small MLP of the dose alone.
-    - ``"sigmoid"``: CPA-like (Lotfollahi et al. 2023): a learned direction scaled by a
-      sigmoid response ``s(d) = sigmoid(a (d - m)) - sigmoid(-a m)`` (zero at dose 0),
-      the slope ``a`` and midpoint ``m`` learned. On transformed doses, which are
-      ``log1p`` of the dose, this is a Hill curve.
-
-    With ``n_pair > 0`` the encoding depends on a paired categorical attribute (the
-    drug): the MLPs take a learned embedding of its code as input, and the sigmoid gets
-    a slope, midpoint and direction per code. That is the drug-by-dose interaction;
-    ``n_pair`` counts the paired attribute's codes including its null token.
-
-    A learned embedding stands for "no dose given" (NaN), which classifier-free
-    guidance needs.
-
-    Examples
-    --------
-    >>> enc = DoseEncoder(16, kind="sigmoid", n_pair=3)
-    >>> enc(torch.tensor([0.0, 0.5, float("nan")]), torch.tensor([0, 1, 2])).shape
-    torch.Size([3, 16])
-    """
-
-    def __init__(self, width: int, n_freq: int = 32, *, kind: str = "sinusoidal",
-                 n_pair: int = 0, pair_dim: int = 16) -> None:
-        super().__init__()
-        if kind not in DOSE_ENCODERS:
-            raise ValueError(f"dose encoder {kind!r} needs to be one of {', '.join(DOSE_ENCODERS)}.")
-        self.kind, self.n_freq, self.n_pair = kind, n_freq, n_pair
-        if kind == "sigmoid":
-            k = max(n_pair, 1)
-            self.slope = nn.Parameter(torch.full((k,), 6.0))
-            self.mid = nn.Parameter(torch.full((k,), 0.5))
-            self.direction = nn.Embedding(k, width)
-        else:
-            in_dim = (n_freq + 1 if kind == "sinusoidal" else 1) + (pair_dim if n_pair else 0)
-            if n_pair:
-                self.pair = nn.Embedding(n_pair, pair_dim)
-            self.mlp = nn.Sequential(nn.Linear(in_dim, width), nn.SiLU(), nn.Linear(width, width))
-        self.null = nn.Parameter(torch.zeros(width))
-
-    def forward(self, dose: torch.Tensor, pair: torch.Tensor | None = None) -> torch.Tensor:
-        missing = torch.isnan(dose)
-        d = torch.where(missing, torch.zeros_like(dose), dose)
-        if self.n_pair and pair is None:
-            raise ValueError("this dose encoder is paired with a categorical attribute; pass its codes.")
-        if self.kind == "sigmoid":
-            idx = pair if self.n_pair else torch.zeros_like(d, dtype=torch.long)
-            a, m = self.slope[idx], self.mid[idx]
-            s = torch.sigmoid(a * (d - m)) - torch.sigmoid(-a * m)
-            out = s[:, None] * self.direction(idx)
-        else:
-            feats = [d[:, None]]
-            if self.kind == "sinusoidal":
-                feats.append(sinusoidal_embedding(d * 1000.0, self.n_freq))
-            if self.n_pair:
-                feats.append(self.pair(pair))
-            out = self.mlp(torch.cat(feats, dim=-1))
-        return torch.where(missing[:, None], self.null.to(out.dtype), out)
+from scdiff.nn._dose import DoseEncoder, sinusoidal_embedding
+from scdiff.nn._features import FeatureEmbedding, TokenAttention
 
 
 class ResidualBlock(nn.Module):
@@ -147,6 +67,30 @@ class ConditionalMLP(nn.Module):
         Main effects then add up across attributes by construction, which is what a
         combination never measured needs; the blocks learn the rest (interactions, the
         shape of each condition's distribution). Measured in docs/perturbation.md.
+    slots
+        For each categorical attribute, how many of its categories one cell can hold at
+        once (a set of drugs: ``drugA+drugB`` is 2); default 1 each. An attribute of ``s``
+        slots takes ``s`` code columns (the null code in a column past the first is "no
+        member"), embedded as the sum of its members' embeddings (order-free), and a dose
+        paired with it takes ``s`` dose columns, one per member.
+    features
+        For each categorical attribute, ``None`` or its categories' features (``{"table":
+        K x F, "seen": K flags}``): the attribute is then embedded from its features
+        (:class:`~scdiff.nn.FeatureEmbedding`), and so is the curve of a dose paired
+        with it, so that a category never measured can be generated.
+    attention
+        Also let the hidden state attend to the attribute tokens after each block
+        (:meth:`tokens`: one per member of a set, its dose added; a gated cross-attention
+        that starts closed), beside the summed embedding that modulates the blocks.
+    feature_noise
+        Noise added to described categories' features in training
+        (:class:`~scdiff.nn.FeatureEmbedding`).
+    drug_offset
+        Whether a categorical attribute with a paired dose (the drug) adds its own embedding
+        to the additive path, an offset at any dose. Without (``False``), a drug enters
+        the additive path through its dose's encoding alone, which is zero at dose 0 (as
+        in CPA): a drug never measured then gets no offset its features would have to
+        predict at every dose.
 
     Examples
     --------
@@ -168,26 +112,45 @@ class ConditionalMLP(nn.Module):
         dose_encoder: str = "sinusoidal",
         dose_pairs: Sequence[int] = (),
         additive: bool = False,
+        slots: Sequence[int] = (),
+        features: Sequence[dict | None] = (),
+        attention: bool = False,
+        feature_noise: float = 0.0,
+        drug_offset: bool = True,
     ) -> None:
         super().__init__()
         self.n_genes = n_genes
         self.n_categories = list(n_categories)
         self.n_doses = n_doses
+        self.slots = [int(s) for s in slots] or [1] * len(self.n_categories)
+        described = list(features) or [None] * len(self.n_categories)
+        if len(self.slots) != len(self.n_categories) or len(described) != len(self.n_categories):
+            raise ValueError("slots and features need one entry per categorical attribute.")
+        for k, f in zip(self.n_categories, described, strict=True):
+            if f and len(f["table"]) != k:
+                raise ValueError(f"a feature table has {len(f['table'])} rows for {k} categories.")
         self.time_dim = time_dim
         self.time_mlp = nn.Sequential(
             nn.Linear(time_dim, width), nn.SiLU(), nn.Linear(width, width)
         )
         # one table per attribute; code n_categories[i] is that attribute's null token
-        self.embeddings = nn.ModuleList(nn.Embedding(k + 1, width) for k in self.n_categories)
+        self.embeddings = nn.ModuleList(
+            FeatureEmbedding(f["table"], f["seen"], width, noise=feature_noise) if f
+            else nn.Embedding(k + 1, width)
+            for k, f in zip(self.n_categories, described, strict=True))
         pairs = list(dose_pairs) or [-1] * n_doses
         if len(pairs) != n_doses or any(not -1 <= p < len(self.n_categories) for p in pairs):
             raise ValueError(f"dose_pairs = {pairs} needs one entry per dose, each -1 or a "
                              f"categorical attribute's index (< {len(self.n_categories)}).")
         self.dose_pairs = pairs
         self.dose_encoders = nn.ModuleList(
-            DoseEncoder(width, kind=dose_encoder, n_pair=self.n_categories[p] + 1 if p >= 0 else 0)
+            DoseEncoder(width, kind=dose_encoder, n_pair=self.n_categories[p] + 1 if p >= 0 else 0,
+                        pair_features=len(described[p]["table"][0]) if p >= 0 and described[p] else 0)
             for p in pairs
         )
+        # the attribute each code column and each dose column belongs to
+        self.cat_columns = [i for i, s in enumerate(self.slots) for _ in range(s)]
+        self.dose_columns = [i for i, p in enumerate(pairs) for _ in range(self.slots[p] if p >= 0 else 1)]
         self.cond_act = nn.SiLU()
         self.input = nn.Linear(n_genes, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, dropout) for _ in range(depth))
@@ -210,18 +173,81 @@ class ConditionalMLP(nn.Module):
             self.offset_gate = nn.Linear(width, 1)
             nn.init.zeros_(self.offset_gate.weight)
             nn.init.constant_(self.offset_gate.bias, -0.5)
+        self.drug_offset = bool(drug_offset)
+        # cross-attention from the hidden state to the attribute tokens after each block
+        self.attend = nn.ModuleList(TokenAttention(width) for _ in self.blocks) \
+            if attention and self.cat_columns + self.dose_columns else None
 
     @property
     def null_codes(self) -> torch.Tensor:
-        """The null token's code of each categorical attribute."""
-        return torch.tensor(self.n_categories, dtype=torch.long)
+        """The null token's code of each code column (every slot of each categorical attribute)."""
+        return torch.tensor([self.n_categories[i] for i in self.cat_columns], dtype=torch.long)
 
     def attributes(self, cats: torch.Tensor, doses: torch.Tensor) -> list[torch.Tensor]:
-        """Each attribute's embedding: the categorical ones, then the dose encodings."""
-        parts = [table(cats[:, i]) for i, table in enumerate(self.embeddings)]
-        parts += [enc(doses[:, i], cats[:, p] if p >= 0 else None)
-                  for i, (enc, p) in enumerate(zip(self.dose_encoders, self.dose_pairs, strict=True))]
-        return parts
+        """Each attribute's embedding: the categorical ones, then the dose encodings. An
+        attribute of several slots sums its members' (a column past the first that holds
+        the null code is no member), and a dose paired with it sums one per member."""
+        return self._parts(*self._slots(cats, doses))
+
+    def _parts(self, cat_slots, dose_slots, present) -> list[torch.Tensor]:
+        return [self._sum(slots, present[i]) for i, slots in enumerate(cat_slots)] + [
+            self._sum(slots, present[p] if p >= 0 else [None])
+            for slots, p in zip(dose_slots, self.dose_pairs, strict=True)]
+
+    def tokens(self, cats: torch.Tensor, doses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attribute tokens ``[n, T, width]`` (one per member of each categorical attribute,
+        its paired doses' encodings added, then one per unpaired dose) and the padding mask
+        (True: no member)."""
+        return self._tokens(*self._slots(cats, doses))
+
+    def _tokens(self, cat_slots, dose_slots, present) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = [list(slots) for slots in cat_slots]
+        extra = []
+        for slots, p in zip(dose_slots, self.dose_pairs, strict=True):
+            if p < 0:
+                extra.append(slots[0])
+                continue
+            tokens[p] = [t + d for t, d in zip(tokens[p], slots, strict=True)]
+        flat = [t for slots in tokens for t in slots] + extra
+        none = torch.zeros(flat[0].shape[0], dtype=torch.bool, device=flat[0].device)
+        absent = [none if m is None else ~m for masks in present for m in masks] + [none] * len(extra)
+        return torch.stack(flat, dim=1), torch.stack(absent, dim=1)
+
+    def _slots(self, cats: torch.Tensor, doses: torch.Tensor):
+        """Per slot: each categorical attribute's member embeddings, each dose's encodings,
+        and which slots hold a member (``None`` for the first, which always does)."""
+        starts = [sum(self.slots[:i]) for i in range(len(self.slots))]
+        present = [[None] + [cats[:, s + j] != self.n_categories[i] for j in range(1, n)]
+                   for i, (s, n) in enumerate(zip(starts, self.slots, strict=True))]
+        # a described member's features and whether its residual is used: drawn once per slot
+        # (in training), shared by its embedding and its dose's curve
+        keeps = [[(table.keep(cats[:, s + j]), table.features(cats[:, s + j]))
+                  if isinstance(table, FeatureEmbedding) else None for j in range(n)]
+                 for table, s, n in zip(self.embeddings, starts, self.slots, strict=True)]
+        cat_slots = [[table(cats[:, starts[i] + j]) if keeps[i][j] is None
+                      else table(cats[:, starts[i] + j], *keeps[i][j]) for j in range(self.slots[i])]
+                     for i, table in enumerate(self.embeddings)]
+        dose_slots, column = [], 0
+        for enc, p in zip(self.dose_encoders, self.dose_pairs, strict=True):
+            if p < 0:
+                dose_slots.append([enc(doses[:, column])])
+                column += 1
+                continue
+            slot = []
+            for j in range(self.slots[p]):
+                extra = keeps[p][j][::-1] if keeps[p][j] is not None else ()  # (features, keep)
+                slot.append(enc(doses[:, column + j], cats[:, starts[p] + j], *extra))
+            dose_slots.append(slot)
+            column += self.slots[p]
+        return cat_slots, dose_slots, present
+
+    @staticmethod
+    def _sum(slots: list[torch.Tensor], present: list) -> torch.Tensor:
+        """The slots' embeddings summed, a slot past the first only where it holds a member."""
+        out = slots[0]
+        for emb, mask in zip(slots[1:], present[1:], strict=True):
+            out = out + mask[:, None].to(emb.dtype) * emb
+        return out
 
     def condition(self, time: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
         """The blocks' conditioning vector: the time embedding plus every attribute's."""
@@ -234,12 +260,22 @@ class ConditionalMLP(nn.Module):
         self, x: torch.Tensor, t: torch.Tensor, cats: torch.Tensor, doses: torch.Tensor
     ) -> torch.Tensor:
         time = self.time_mlp(sinusoidal_embedding(t, self.time_dim))
-        parts = self.attributes(cats, doses)
+        slots = self._slots(cats, doses)
+        parts = self._parts(*slots)
         cond = self.condition(time, parts)
         h = self.input(x)
-        for block in self.blocks:
+        tokens = self._tokens(*slots) if self.attend is not None else None
+        for i, block in enumerate(self.blocks):
             h = block(h, cond)
+            if tokens is not None:
+                h = self.attend[i](h, *tokens)
         out = self.output(self.out_norm(h)) + self.skip(cond) * x
         if self.additive:
-            out = out + self.offset_gate(time) * self.offset(sum(parts))
+            out = out + self.offset_gate(time) * self.offset(self._additive(parts))
         return out
+
+    def _additive(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """What the additive path maps to gene space: every attribute's embedding (without a
+        drug's own where ``drug_offset`` is off: its dose's encoding carries it)."""
+        skip = set() if self.drug_offset else {p for p in self.dose_pairs if p >= 0}
+        return sum(part for i, part in enumerate(parts) if i not in skip)

@@ -55,7 +55,7 @@ def atlas_batch(net: nn.Module | None, device: torch.device, n_cells: int, *,
     x = torch.randn(probe, net.n_genes, device=device)  # type: ignore[attr-defined]
     t = torch.zeros(probe, dtype=torch.long, device=device)
     cats = net.null_codes.to(device).expand(probe, -1)  # type: ignore[attr-defined]
-    doses = torch.full((probe, net.n_doses), float("nan"), device=device)  # type: ignore[attr-defined]
+    doses = torch.full((probe, len(net.dose_columns)), float("nan"), device=device)  # type: ignore[attr-defined]
     with torch.autocast("cuda", dtype=autocast or torch.float32, enabled=autocast is not None):
         out = net(x, t, cats, doses)
     out.float().pow(2).mean().backward()

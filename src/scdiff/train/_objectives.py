@@ -19,18 +19,23 @@ from scdiff.diffusion import NoiseSchedule
 
 def drop_conditions(
     cats: torch.Tensor, doses: torch.Tensor, null_codes: torch.Tensor, p: float,
-    generator: torch.Generator,
+    generator: torch.Generator, columns: tuple[list[int], list[int]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Replace each attribute independently by its null token with probability ``p``.
 
     Independent dropout gives every subset of attributes an unconditional counterpart,
-    which per-attribute guidance needs.
+    which per-attribute guidance needs. ``columns``: the attribute of each code column and
+    each dose column (an attribute of several slots, a set of drugs, is dropped whole);
+    one column each if None.
     """
     if p <= 0:
         return cats, doses
+    cat_of, dose_of = columns or (list(range(cats.shape[1])), list(range(doses.shape[1])))
+    n_cat, n_dose = len(set(cat_of)), len(set(dose_of))
     # drawn where the generator lives: the CPU (bit-for-bit resumable) or the GPU (no copy)
-    drop_c = torch.rand(cats.shape, generator=generator, device=generator.device).to(cats.device) < p
-    drop_d = torch.rand(doses.shape, generator=generator, device=generator.device).to(doses.device) < p
+    drop_c = torch.rand((cats.shape[0], n_cat), generator=generator, device=generator.device) < p
+    drop_d = torch.rand((doses.shape[0], n_dose), generator=generator, device=generator.device) < p
+    drop_c, drop_d = drop_c[:, cat_of].to(cats.device), drop_d[:, dose_of].to(doses.device)
     cats = torch.where(drop_c, null_codes.to(cats.device), cats)
     doses = torch.where(drop_d, torch.full_like(doses, float("nan")), doses)
     return cats, doses
@@ -45,16 +50,18 @@ class DiffusionObjective:
         self.schedule, self.p_uncond = schedule, p_uncond
         self.loss_weighting, self.snr_gamma = loss_weighting, snr_gamma
         self.null_codes: torch.Tensor | None = None
+        self.columns: tuple[list[int], list[int]] | None = None
 
     def prepare(self, net: nn.Module, device: torch.device) -> None:
         """Read what the objective needs of the network (its null tokens), once."""
         self.null_codes = net.null_codes.to(device)  # type: ignore[attr-defined]
+        self.columns = (net.cat_columns, net.dose_columns)  # type: ignore[attr-defined]
 
     def __call__(self, net: nn.Module, batch, gen: torch.Generator,
                  amp: contextlib.AbstractContextManager, step: int) -> torch.Tensor:
         x0, cats, doses = batch
         device = x0.device
-        cats, doses = drop_conditions(cats, doses, self.null_codes, self.p_uncond, gen)
+        cats, doses = drop_conditions(cats, doses, self.null_codes, self.p_uncond, gen, self.columns)
         t = torch.randint(0, self.schedule.num_timesteps, (x0.shape[0],), generator=gen,
                           device=gen.device).to(device)
         noise = torch.randn(x0.shape, generator=gen, device=gen.device).to(device)
