@@ -28,7 +28,6 @@ Run from the repository root (one torch job at a time)::
 
     .venv/bin/python -m bench.screen --worlds 0,1,2 --seeds 0,1          # ~25 min on 2 cores
     .venv/bin/python -m bench.screen --worlds 0 --seeds 0 --network '{"feature_noise": 0}' --tag _nonoise
-    .venv/bin/python -m bench.screen --worlds 0 --seeds 0 --network '{"attention": true}' --tag _att
     .venv/bin/python -m bench.screen --summarise _s27                     # the saved results
 
 Writes ``bench/results/screen<tag>.csv`` (one row per world, seed, held-out condition and
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--model", default="{}", help="JSON: ConditionalDiffusion options.")
     parser.add_argument("--network", default="{}", help="JSON: network options beyond the API's "
-                        "(e.g. {\"attention\": true}: cross-attention to the attribute tokens).")
+                        "(e.g. {\"feature_noise\": 0}).")
     parser.add_argument("--train", default="{}", help="JSON: train() options.")
     parser.add_argument("--sample", default="{}", help="JSON: sample() options.")
     parser.add_argument("--n-generated", type=int, default=200)

@@ -270,3 +270,23 @@ def test_the_command_line_takes_features_and_sets(tmp_path):
     info = json.loads(res.output)
     assert info["unmeasured"] == {"drug": ["d"]} and info["sets"] == {"drug": 2}
     assert info["network"]["features"] == [None, "5 categories x 2 features"]
+
+
+def test_a_pair_has_a_dose_response_and_a_counterfactual(trained):
+    table = scdiff.perturb.dose_response(trained, condition={"cell_line": "l0", "drug": "a+b"},
+                                         doses=[0.0, 10.0, 100.0], genes=5, n_cells=10)
+    assert list(table.index) == [0.0, 10.0, 100.0] and table.shape[1] == 5 and np.isfinite(table).all().all()
+    data = _screen()
+    control = data[(data.obs["drug"] == "control").to_numpy()][:6].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        moved = trained.sample(from_=control, condition={"drug": "a+b"}, dose={"dose": "10+100"},
+                               strength=0.5, seed=0)
+    assert moved.obs["drug"].astype(str).unique().tolist() == ["a+b"]
+    assert moved.obs["cell_line"].astype(str).tolist() == control.obs["cell_line"].astype(str).tolist()
+
+
+def test_a_set_is_guided_with_its_own_weight(trained):
+    kw = dict(condition={"cell_line": "l0", "drug": "a+b"}, dose={"dose": "10+100"}, seed=2)
+    plain, guided = trained.sample(8, **kw), trained.sample(8, guidance={"drug": 3.0}, **kw)
+    assert np.isfinite(guided.X).all() and not np.allclose(plain.X, guided.X)

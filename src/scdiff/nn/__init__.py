@@ -3,9 +3,9 @@ torch, no AnnData)."""
 
 from scdiff.nn._autoencoder import CountAutoencoder, nb_log_likelihood
 from scdiff.nn._dose import DOSE_ENCODERS, DoseEncoder, sinusoidal_embedding
-from scdiff.nn._features import FeatureEmbedding, FeatureMap, TokenAttention
+from scdiff.nn._features import FeatureEmbedding, FeatureMap
 from scdiff.nn._mlp import ConditionalMLP, ResidualBlock
 
 __all__ = ["DOSE_ENCODERS", "ConditionalMLP", "CountAutoencoder",
-           "DoseEncoder", "FeatureEmbedding", "FeatureMap", "ResidualBlock", "TokenAttention",
+           "DoseEncoder", "FeatureEmbedding", "FeatureMap", "ResidualBlock",
            "nb_log_likelihood", "sinusoidal_embedding"]

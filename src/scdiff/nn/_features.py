@@ -101,25 +101,3 @@ class FeatureEmbedding(nn.Module):
         features = self.features(codes) if features is None else features
         return self.map(features) + keep[:, None] * self.residual(codes)
 
-
-class TokenAttention(nn.Module):
-    """Cross-attention from each cell's hidden state to its attribute tokens, added through
-    a gate per dimension that starts at zero (so a network begins as without it).
-
-    Examples
-    --------
-    >>> att = TokenAttention(8)
-    >>> att(torch.randn(2, 8), torch.randn(2, 3, 8), torch.tensor([[False] * 3, [False, False, True]])).shape
-    torch.Size([2, 8])
-    """
-
-    def __init__(self, width: int, heads: int = 4) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(width, elementwise_affine=False)
-        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.gate = nn.Parameter(torch.zeros(width))
-
-    def forward(self, h: torch.Tensor, tokens: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
-        out, _ = self.attn(self.norm(h)[:, None], tokens, tokens, key_padding_mask=absent,
-                           need_weights=False)
-        return h + self.gate * out[:, 0]

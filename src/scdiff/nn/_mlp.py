@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from scdiff.nn._dose import DoseEncoder, sinusoidal_embedding
-from scdiff.nn._features import FeatureEmbedding, TokenAttention
+from scdiff.nn._features import FeatureEmbedding
 
 
 class ResidualBlock(nn.Module):
@@ -37,6 +37,22 @@ class ResidualBlock(nn.Module):
     def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         shift, scale, gate = self.modulation(cond).chunk(3, dim=-1)
         return h + gate * self.ff(self.norm(h) * (1 + scale) + shift)
+
+
+def _checked(n_categories: list[int], n_doses: int, slots, features, dose_pairs):
+    """``(slots, features, dose pairs)`` of a network, each with one entry per attribute."""
+    slots = [int(s) for s in slots] or [1] * len(n_categories)
+    described = list(features) or [None] * len(n_categories)
+    if len(slots) != len(n_categories) or len(described) != len(n_categories):
+        raise ValueError("slots and features need one entry per categorical attribute.")
+    for k, f in zip(n_categories, described, strict=True):
+        if f and len(f["table"]) != k:
+            raise ValueError(f"a feature table has {len(f['table'])} rows for {k} categories.")
+    pairs = list(dose_pairs) or [-1] * n_doses
+    if len(pairs) != n_doses or any(not -1 <= p < len(n_categories) for p in pairs):
+        raise ValueError(f"dose_pairs = {pairs} needs one entry per dose, each -1 or a "
+                         f"categorical attribute's index (< {len(n_categories)}).")
+    return slots, described, pairs
 
 
 class ConditionalMLP(nn.Module):
@@ -78,10 +94,6 @@ class ConditionalMLP(nn.Module):
         K x F, "seen": K flags}``): the attribute is then embedded from its features
         (:class:`~scdiff.nn.FeatureEmbedding`), and so is the curve of a dose paired
         with it, so that a category never measured can be generated.
-    attention
-        Also let the hidden state attend to the attribute tokens after each block
-        (:meth:`tokens`: one per member of a set, its dose added; a gated cross-attention
-        that starts closed), beside the summed embedding that modulates the blocks.
     feature_noise
         Noise added to described categories' features in training
         (:class:`~scdiff.nn.FeatureEmbedding`).
@@ -114,7 +126,6 @@ class ConditionalMLP(nn.Module):
         additive: bool = False,
         slots: Sequence[int] = (),
         features: Sequence[dict | None] = (),
-        attention: bool = False,
         feature_noise: float = 0.0,
         drug_offset: bool = True,
     ) -> None:
@@ -122,13 +133,7 @@ class ConditionalMLP(nn.Module):
         self.n_genes = n_genes
         self.n_categories = list(n_categories)
         self.n_doses = n_doses
-        self.slots = [int(s) for s in slots] or [1] * len(self.n_categories)
-        described = list(features) or [None] * len(self.n_categories)
-        if len(self.slots) != len(self.n_categories) or len(described) != len(self.n_categories):
-            raise ValueError("slots and features need one entry per categorical attribute.")
-        for k, f in zip(self.n_categories, described, strict=True):
-            if f and len(f["table"]) != k:
-                raise ValueError(f"a feature table has {len(f['table'])} rows for {k} categories.")
+        self.slots, described, pairs = _checked(self.n_categories, n_doses, slots, features, dose_pairs)
         self.time_dim = time_dim
         self.time_mlp = nn.Sequential(
             nn.Linear(time_dim, width), nn.SiLU(), nn.Linear(width, width)
@@ -138,10 +143,6 @@ class ConditionalMLP(nn.Module):
             FeatureEmbedding(f["table"], f["seen"], width, noise=feature_noise) if f
             else nn.Embedding(k + 1, width)
             for k, f in zip(self.n_categories, described, strict=True))
-        pairs = list(dose_pairs) or [-1] * n_doses
-        if len(pairs) != n_doses or any(not -1 <= p < len(self.n_categories) for p in pairs):
-            raise ValueError(f"dose_pairs = {pairs} needs one entry per dose, each -1 or a "
-                             f"categorical attribute's index (< {len(self.n_categories)}).")
         self.dose_pairs = pairs
         self.dose_encoders = nn.ModuleList(
             DoseEncoder(width, kind=dose_encoder, n_pair=self.n_categories[p] + 1 if p >= 0 else 0,
@@ -174,9 +175,6 @@ class ConditionalMLP(nn.Module):
             nn.init.zeros_(self.offset_gate.weight)
             nn.init.constant_(self.offset_gate.bias, -0.5)
         self.drug_offset = bool(drug_offset)
-        # cross-attention from the hidden state to the attribute tokens after each block
-        self.attend = nn.ModuleList(TokenAttention(width) for _ in self.blocks) \
-            if attention and self.cat_columns + self.dose_columns else None
 
     @property
     def null_codes(self) -> torch.Tensor:
@@ -193,25 +191,6 @@ class ConditionalMLP(nn.Module):
         return [self._sum(slots, present[i]) for i, slots in enumerate(cat_slots)] + [
             self._sum(slots, present[p] if p >= 0 else [None])
             for slots, p in zip(dose_slots, self.dose_pairs, strict=True)]
-
-    def tokens(self, cats: torch.Tensor, doses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The attribute tokens ``[n, T, width]`` (one per member of each categorical attribute,
-        its paired doses' encodings added, then one per unpaired dose) and the padding mask
-        (True: no member)."""
-        return self._tokens(*self._slots(cats, doses))
-
-    def _tokens(self, cat_slots, dose_slots, present) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = [list(slots) for slots in cat_slots]
-        extra = []
-        for slots, p in zip(dose_slots, self.dose_pairs, strict=True):
-            if p < 0:
-                extra.append(slots[0])
-                continue
-            tokens[p] = [t + d for t, d in zip(tokens[p], slots, strict=True)]
-        flat = [t for slots in tokens for t in slots] + extra
-        none = torch.zeros(flat[0].shape[0], dtype=torch.bool, device=flat[0].device)
-        absent = [none if m is None else ~m for masks in present for m in masks] + [none] * len(extra)
-        return torch.stack(flat, dim=1), torch.stack(absent, dim=1)
 
     def _slots(self, cats: torch.Tensor, doses: torch.Tensor):
         """Per slot: each categorical attribute's member embeddings, each dose's encodings,
@@ -264,11 +243,8 @@ class ConditionalMLP(nn.Module):
         parts = self._parts(*slots)
         cond = self.condition(time, parts)
         h = self.input(x)
-        tokens = self._tokens(*slots) if self.attend is not None else None
-        for i, block in enumerate(self.blocks):
+        for block in self.blocks:
             h = block(h, cond)
-            if tokens is not None:
-                h = self.attend[i](h, *tokens)
         out = self.output(self.out_norm(h)) + self.skip(cond) * x
         if self.additive:
             out = out + self.offset_gate(time) * self.offset(self._additive(parts))
