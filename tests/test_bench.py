@@ -1,4 +1,4 @@
-"""The throughput benchmark measures what it says (no timing is asserted: machines are noisy)."""
+"""The benchmarks measure what they say (no timing is asserted: machines are noisy)."""
 
 import inspect
 import subprocess
@@ -6,6 +6,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -78,3 +80,20 @@ def test_additive_network_costs_its_map_and_ratios_are_reported():
     text = tp.net_ratios([("default network", [plain]), ("additive", [additive])])
     ratio = additive.trainer_cells_s / plain.trainer_cells_s
     assert f"| additive | fp32 | {ratio:.2f} |" in text and "against the default network" in text
+
+
+def test_screen_benchmark_end_to_end(tmp_path, monkeypatch):
+    """bench.screen on one world, a few training steps: every held-out group, every
+    baseline and the truth's ceiling scored, the table saved and summarised."""
+    from bench import screen
+
+    monkeypatch.setattr(screen, "RESULTS", tmp_path)
+    screen.main(["--worlds", "0", "--seeds", "0", "--train", '{"steps": 10, "batch_size": 256}',
+                 "--n-generated", "4", "--n-test", "4", "--tag", "_t"])
+    table = pd.read_csv(tmp_path / "screen_t.csv")
+    assert set(table["holdout"]) == set(screen.GROUPS)
+    assert {"scdiff", "truth", "linear", "additive", "mean_perturbation", "no_change",
+            "nearest_dose"} <= set(table["method"])
+    summary = screen.summarise(table)
+    assert np.isfinite(summary.loc[("unseen_drug", "scdiff"), "r2_delta_top"])
+    assert screen.per_world(table).shape[1] == 1

@@ -91,6 +91,21 @@ def test_encoder_gives_a_set_one_column_per_member_in_any_order():
     assert out["dose"].tolist() == ["10+100", "100+10", "100"]
 
 
+def test_a_plus_inside_a_name_is_not_a_set():
+    obs = pd.DataFrame({"cell_type": ["CD14+ Monocyte", "CD4+/CD25 T Reg", "B"] * 4,
+                        "drug": ["a", "b", "a+b"] * 4})
+    enc = ConditionEncoder.fit(obs, ["cell_type", "drug"], None)
+    assert enc.categories == [["B", "CD14+ Monocyte", "CD4+/CD25 T Reg"], ["a", "b"]]
+    assert enc.key_slots == [1, 2]
+    codes, _ = enc.encode(obs.iloc[:3])
+    assert codes[:, 0].tolist() == [1, 2, 0]
+    # members never given alone are a set where the doses say so, one per member
+    paired = pd.DataFrame({"drug": ["control", "x+y", "control", "x+y"], "dose": ["0", "1+2", "0", "3+4"]})
+    assert ConditionEncoder.fit(paired, "drug", "dose").key_slots == [2]
+    named = pd.DataFrame({"drug": ["control", "x+y", "control", "x+y"], "dose": ["0", "1", "0", "3"]})
+    assert ConditionEncoder.fit(named, "drug", "dose").categories == [["control", "x+y"]]
+
+
 @pytest.mark.parametrize(("frame", "match"), [
     ({"cell_line": ["l0"], "drug": ["a+b+c"], "dose": ["1+1+1"]}, "sets of at most 2"),
     ({"cell_line": ["l0"], "drug": ["a+z"], "dose": ["1+1"]}, "'z' in adata.obs was not seen"),

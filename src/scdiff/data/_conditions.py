@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from scdiff._errors import InputError, ScdiffWarning, arg
-from scdiff.data._doses import dose_label, numeric_dose, training_doses
-from scdiff.data._sets import is_set_column, members, set_codes, set_doses
+from scdiff.data._doses import dose_label, gives_set_doses, numeric_dose, training_doses
+from scdiff.data._sets import members, reads_as_sets, set_codes, set_doses
 
 
 def _as_list(keys: str | Sequence[str] | None) -> list[str]:
@@ -134,6 +134,7 @@ class ConditionEncoder:
         _check_columns(obs, keys, "condition")
         _check_columns(obs, dose_keys, "dose")
         categories, column_types, slots = [], [], []
+        set_doses = [obs[k].astype(str).to_numpy() for k in dose_keys if gives_set_doses(obs, k)]
         for key in keys:
             col = obs[key]
             if col.isna().any():
@@ -142,7 +143,7 @@ class ConditionEncoder:
                     "fill them (e.g. 'unknown') or drop those cells."
                 )
             present = col.astype(str).unique()
-            if is_set_column(present):  # sets of categories: the members are the categories
+            if reads_as_sets(col.astype(str).to_numpy(), set_doses):  # members are the categories
                 parts = [members(v) for v in present]
                 cats = sorted({m for p in parts for m in p})
                 slots.append(max(len(p) for p in parts))
@@ -276,8 +277,11 @@ class ConditionEncoder:
 
     def warn_unmeasured(self, frame: pd.DataFrame) -> None:
         """Warn once per call when categories no training cell had (known from features) are asked."""
-        for key, unseen in zip(self.keys, self.unseen, strict=False):
-            asked = {m for v in frame[key].astype(str).unique() for m in members(v)} & set(unseen)
+        for key, unseen, slots in zip(self.keys, self.unseen, self.key_slots, strict=False):
+            if not unseen:
+                continue
+            values = frame[key].astype(str).unique()
+            asked = {m for v in values for m in (members(v) if slots > 1 else [v])} & set(unseen)
             if asked:
                 shown = ", ".join(sorted(asked)[:3])
                 warnings.warn(ScdiffWarning(f"{key} {shown} never measured: generated from "

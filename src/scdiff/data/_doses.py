@@ -32,11 +32,22 @@ def numeric_dose(obs: pd.DataFrame, key: str, *, allow_negative: bool = False) -
     return arr
 
 
+def _texts(obs: pd.DataFrame, key: str):
+    """The distinct values of a text (or categorical) column; none for a numeric one."""
+    col = obs[key]
+    text = col.dtype.kind in "OSUT" or isinstance(col.dtype, pd.CategoricalDtype)
+    return col.astype(str).unique() if text else []
+
+
+def gives_set_doses(obs: pd.DataFrame, key: str) -> bool:
+    """Whether a dose column is text giving sets of doses (``"10+100"``)."""
+    return is_set_column(_texts(obs, key))
+
+
 def training_doses(obs: pd.DataFrame, key: str) -> tuple[np.ndarray, bool]:
     """Every training dose of a dose column (members' doses of sets included), and whether
     the column is text that gives sets of doses (``"10+100"``)."""
-    values = obs[key].astype(str).unique() if obs[key].dtype.kind in "OSUT" or isinstance(
-        obs[key].dtype, pd.CategoricalDtype) else []
+    values = _texts(obs, key)
     if not is_set_column(values):
         return numeric_dose(obs, key, allow_negative=True), False
     if obs[key].isna().any():

@@ -42,6 +42,20 @@ def members(value: object) -> list[str]:
     return parts
 
 
+def members_or_name(value: object) -> list[str]:
+    """:func:`members`, or the value itself where it cannot be a set (``"CD34+"``).
+
+    Examples
+    --------
+    >>> members_or_name("a+b"), members_or_name("CD34+")
+    (['a', 'b'], ['CD34+'])
+    """
+    try:
+        return members(value)
+    except InputError:
+        return [str(value)]
+
+
 def member_doses(value: object, n_members: int, *, key: str = "dose") -> list[float]:
     """The dose of each of ``n_members`` members: ``"10+100"`` gives one per member, a
     single number is every member's.
@@ -72,6 +86,37 @@ def member_doses(value: object, n_members: int, *, key: str = "dose") -> list[fl
 def is_set_column(values) -> bool:
     """Whether any value of a column (its distinct values) joins several members."""
     return any(SET_SEP in str(v) for v in values)
+
+
+def reads_as_sets(labels, doses=()) -> bool:
+    """Whether a condition column (``labels``, one per cell) holds sets of perturbations.
+
+    A ``+`` is also part of ordinary names (``"CD14+ Monocyte"``), so a column is read as
+    sets only where every member of every joined value is a value of its own in the column
+    (``"a+b"`` beside ``"a"`` and ``"b"``), or where a dose column (``doses``: one array of
+    text per dose) gives every cell with a joined value as many doses as members
+    (``"a+b"`` at ``"10+100"``).
+
+    Examples
+    --------
+    >>> reads_as_sets(["a", "b", "a+b"]), reads_as_sets(["CD14+ Monocyte", "B"])
+    (True, False)
+    >>> reads_as_sets(["a", "a+b"], [["10", "10+100"]])
+    True
+    """
+    labels = np.asarray(labels, dtype=str)
+    joined = np.char.find(labels, SET_SEP) >= 0
+    if not joined.any():
+        return False
+    alone = {v.strip() for v in np.unique(labels[~joined])}
+    try:
+        if all(m in alone for v in np.unique(labels[joined]) for m in members(v)):
+            return True
+    except InputError:  # an empty or repeated member: a name, not a set
+        return False
+    n_members = np.char.count(labels[joined], SET_SEP) + 1
+    return any(np.array_equal(np.array([len(_DOSE_SEP.split(str(d))) for d in np.asarray(dose)[joined]]),
+                              n_members) for dose in doses)
 
 
 def dose_numbers(values, *, key: str) -> np.ndarray:

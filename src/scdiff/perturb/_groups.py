@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 
 from scdiff._errors import InputError
-from scdiff.data._sets import canonical, is_set_column, member_doses, members
+from scdiff.data._sets import canonical, is_set_column, member_doses, members_or_name
 
 #: One condition's perturbations with their doses, sorted by name; ``()`` for the control.
 Parts = tuple[tuple[str, float], ...]
@@ -65,7 +65,7 @@ class Design:
         """The members of a condition with their doses, sorted by member (``()``: control)."""
         if str(perturbation) == self.control:
             return ()
-        names = members(perturbation)
+        names = members_or_name(perturbation)
         doses = member_doses(dose, len(names), key=self.dose)
         return tuple(sorted((n, d) for n, d in zip(names, doses, strict=True) if n != self.control))
 
@@ -76,7 +76,7 @@ class Design:
 
 def _canonical(value: str, dose: str, design: Design, as_text: bool) -> tuple[str, float | str]:
     """A (perturbation, dose) pair spelled in its one order: members sorted, doses after them."""
-    names = members(value)
+    names = members_or_name(value)
     doses = member_doses(dose, len(names), key=design.dose)
     if not as_text:
         return canonical(names)[0], float(doses[0])  # a single number, every member's
@@ -91,7 +91,7 @@ def design_frame(adata: AnnData, design: Design) -> pd.DataFrame:
     raw = adata.obs[design.dose]
     if pd.api.types.is_numeric_dtype(raw):
         values, codes = np.unique(pert, return_inverse=True)
-        sets = np.array([canonical(members(v))[0] for v in values], dtype=object)
+        sets = np.array([canonical(members_or_name(v))[0] for v in values], dtype=object)
         frame[design.perturbation] = sets[codes.ravel()]
         frame[design.dose] = pd.to_numeric(raw).to_numpy(dtype=float)
         return frame
