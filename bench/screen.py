@@ -26,7 +26,7 @@ cells) beside the baselines no change, mean of training perturbations, additive,
 
 Run from the repository root (one torch job at a time)::
 
-    .venv/bin/python -m bench.screen --worlds 0,1,2 --seeds 0,1          # ~25 min on 2 cores
+    .venv/bin/python -m bench.screen --worlds 0,1,2 --seeds 0,1          # ~35 min on 2 cores
     .venv/bin/python -m bench.screen --worlds 0 --seeds 0 --network '{"feature_noise": 0}' --tag _nonoise
     .venv/bin/python -m bench.screen --summarise _s27                     # the saved results
 

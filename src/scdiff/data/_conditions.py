@@ -215,7 +215,7 @@ class ConditionEncoder:
         _check_columns(obs, self.dose_keys, "dose")
         slots = self.key_slots
         codes = np.empty((len(obs), sum(slots)), dtype=np.int64)
-        row_members: dict[int, list[list[str]]] = {}
+        row_members: dict[int, np.ndarray] = {}  # each row's number of members
         for i, key in enumerate(self.keys):
             col, start = obs[key].astype(str), sum(slots[:i])
             if slots[i] > 1:

@@ -89,11 +89,14 @@ def feature_tables(condition_features: Mapping | None, smiles: Mapping | None,
             if key in out:
                 raise InputError(f"{key!r} is given both condition_features and smiles; give one.")
             table = read_table(source, what=what)
-            out[key] = smiles_fingerprints(table, what=what) if name == "smiles" else _numeric(table, what)
+            out[key] = (smiles_fingerprints(table, what=what) if name == "smiles"
+                        else numeric_table(table, what))
     return out
 
 
-def _numeric(table: pd.DataFrame, what: str) -> pd.DataFrame:
+def numeric_table(table: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``table`` as floats, refused (naming ``what``) where a column is not numeric, a
+    value is missing or there is no column."""
     bad = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
     if bad:
         raise InputError(f"{what} has a non-numeric column {bad[0]!r}; features must be numbers "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 
 from scdiff._errors import InputError
 
@@ -115,8 +116,13 @@ def reads_as_sets(labels, doses=()) -> bool:
     except InputError:  # an empty or repeated member: a name, not a set
         return False
     n_members = np.char.count(labels[joined], SET_SEP) + 1
-    return any(np.array_equal(np.array([len(_DOSE_SEP.split(str(d))) for d in np.asarray(dose)[joined]]),
-                              n_members) for dose in doses)
+    return any(np.array_equal(_n_doses(np.asarray(dose)[joined]), n_members) for dose in doses)
+
+
+def _n_doses(values: np.ndarray) -> np.ndarray:
+    """How many doses each value gives (``"10+100"``: 2), each distinct value read once."""
+    uniques, inverse = np.unique(values.astype(str), return_inverse=True)
+    return np.array([len(_DOSE_SEP.split(u)) for u in uniques], dtype=np.int64)[inverse.ravel()]
 
 
 def dose_numbers(values, *, key: str) -> np.ndarray:
@@ -129,13 +135,14 @@ def dose_numbers(values, *, key: str) -> np.ndarray:
 
 
 def set_codes(labels, lookup, n_slots: int, null: int, *, key: str, where: str,
-              valid: str) -> tuple[np.ndarray, list[list[str]]]:
-    """``(codes [n, n_slots], each row's members)`` of a set attribute's labels: a row's
-    members in its first columns, ``null`` (no member) in the rest. ``lookup`` maps a
-    category to its code; an unknown member or a larger set than ``n_slots`` is refused."""
+              valid: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes [n, n_slots], each row's number of members)`` of a set attribute's labels: a
+    row's members in its first columns, ``null`` (no member) in the rest. ``lookup`` maps a
+    category to its code; an unknown member or a larger set than ``n_slots`` is refused.
+    Each distinct label is read once."""
     uniques, inverse = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
     table = np.full((len(uniques), n_slots), null, dtype=np.int64)
-    parts = []
+    sizes = np.empty(len(uniques), dtype=np.int64)
     for u, value in enumerate(uniques):
         names = members(value)
         if len(names) > n_slots:
@@ -146,21 +153,20 @@ def set_codes(labels, lookup, n_slots: int, null: int, *, key: str, where: str,
                 raise InputError(f"{key}={name!r} in {where} was not seen in training; "
                                  f"valid values of {key!r} are: {valid}.")
             table[u, j] = lookup[name]
-        parts.append(names)
-    return table[inverse], [parts[u] for u in inverse]
+        sizes[u] = len(names)
+    inverse = inverse.ravel()
+    return table[inverse], sizes[inverse]
 
 
-def set_doses(values, row_members: list[list[str]], n_slots: int, *, key: str) -> np.ndarray:
+def set_doses(values, n_members: np.ndarray, n_slots: int, *, key: str) -> np.ndarray:
     """Raw doses ``[n, n_slots]`` of a dose paired with a set attribute: one per member
-    (NaN where a row has no member in that slot)."""
-    out = np.full((len(row_members), n_slots), np.nan)
-    cache: dict[tuple[str, int], list[float]] = {}
-    for i, (value, names) in enumerate(zip(values, row_members, strict=True)):
-        k = (str(value), len(names))
-        if k not in cache:
-            cache[k] = member_doses(value, len(names), key=key)
-        out[i, : len(names)] = cache[k]
-    return out
+    (NaN where a row has no member in that slot); each distinct (dose, set size) read once."""
+    codes, uniques = pd.MultiIndex.from_arrays(
+        [np.asarray(values).astype(str), np.asarray(n_members)]).factorize()
+    table = np.full((len(uniques), n_slots), np.nan)
+    for u, (value, n) in enumerate(uniques):
+        table[u, :n] = member_doses(value, int(n), key=key)
+    return table[codes]
 
 
 def canonical(names: list[str], doses: list[float] | None = None) -> tuple[str, str | None]:

@@ -79,7 +79,6 @@ def check_dose_encoder(kind: str) -> str:
     return kind
 
 
-
 def check_additive(additive: bool | str, n_attributes: int) -> bool:
     """Whether the network gets its additive path: ``"auto"`` means with two or more
     attributes (there are combinations to compose), and never without any (nothing to
@@ -97,13 +96,10 @@ def check_additive(additive: bool | str, n_attributes: int) -> bool:
     raise InputError(f"{arg('additive', additive)} needs to be True, False or 'auto'.")
 
 
-
 def _has_zero_dose_category(obs: pd.DataFrame, key: str, dose_key: str) -> bool:
-    dose = pd.to_numeric(obs[dose_key], errors="coerce").to_numpy(dtype=float)
-    labels = obs[key].astype(str).to_numpy()
-    treated = set(labels[dose != 0])
-    return any(lab not in treated for lab in np.unique(labels)) and bool((dose != 0).any())
-
+    """Whether some categories of ``key`` are untreated (all at dose 0) and others are not."""
+    untreated = _untreated(obs, key, [dose_key])
+    return bool(untreated) and len(untreated) < obs[key].astype(str).nunique()
 
 
 def dose_pairs(

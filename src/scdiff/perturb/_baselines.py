@@ -24,7 +24,7 @@ import pandas as pd
 from anndata import AnnData
 
 from scdiff._errors import InputError
-from scdiff.perturb._groups import Design, Measured, requests
+from scdiff.perturb._groups import Design, Measured, measured, requests
 
 __all__ = ["additive", "mean_perturbation", "nearest_dose", "no_change"]
 
@@ -33,7 +33,7 @@ def _nearest(available: np.ndarray, dose: float) -> float:
     return float(available[np.argmin(np.abs(np.log1p(available) - np.log1p(dose)))])
 
 
-def nearest_dose(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.ndarray:
+def nearest_dose(train: AnnData | Measured, groups: pd.DataFrame, *, design: Design) -> np.ndarray:
     """Mean of training cells of the same condition at the nearest measured dose.
 
     For a set the nearest is the measured dose combination of the same members nearest
@@ -42,7 +42,9 @@ def nearest_dose(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.
     Parameters
     ----------
     train
-        Measured (training) cells, log-normalised expression in ``X``.
+        Measured (training) cells, log-normalised expression in ``X`` (or their groups,
+        :class:`~scdiff.perturb._groups.Measured`, which :func:`evaluate_perturbation`
+        reads once for every baseline).
     groups
         The conditions to predict: columns ``design.covariates``, ``design.perturbation``
         and ``design.dose``.
@@ -62,13 +64,13 @@ def nearest_dose(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.
     >>> nearest_dose(train, groups, design=Design()).shape
     (1, 500)
     """
-    m = Measured.of(train, design)
-    measured: dict[tuple, list[int]] = {}  # (covariates, members) -> groups
+    m = measured(train, design)
+    seen: dict[tuple, list[int]] = {}  # (covariates, members) -> groups
     for j in m.treated(with_control=False):
-        measured.setdefault((m.keys[j][:-2], tuple(n for n, _ in m.parts[j])), []).append(j)
-    out = np.empty((len(groups), train.n_vars))
+        seen.setdefault((m.keys[j][:-2], tuple(n for n, _ in m.parts[j])), []).append(j)
+    out = np.empty((len(groups), m.means.shape[1]))
     for i, (cov, parts) in enumerate(requests(groups, design)):
-        hit = measured.get((cov, tuple(n for n, _ in parts)), [])
+        hit = seen.get((cov, tuple(n for n, _ in parts)), [])
         if hit and parts:
             want = np.log1p([d for _, d in parts])
             far = [np.linalg.norm(np.log1p([d for _, d in m.parts[j]]) - want) for j in hit]
@@ -78,7 +80,7 @@ def nearest_dose(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.
     return out
 
 
-def additive(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.ndarray:
+def additive(train: AnnData | Measured, groups: pd.DataFrame, *, design: Design) -> np.ndarray:
     """Control of the covariates + the drug's mean effect (nearest measured dose).
 
     A single drug's effect at a dose is the measured mean minus the same covariates'
@@ -105,12 +107,12 @@ def additive(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.ndar
     >>> additive(train, groups, design=Design()).shape
     (1, 500)
     """
-    m = Measured.of(train, design)
+    m = measured(train, design)
     singles: dict[str, list[int]] = {}
     for j in m.treated():
         if len(m.parts[j]) == 1:
             singles.setdefault(m.parts[j][0][0], []).append(j)
-    out = np.empty((len(groups), train.n_vars))
+    out = np.empty((len(groups), m.means.shape[1]))
     for i, (cov, parts) in enumerate(requests(groups, design)):
         out[i] = _lookup(m.control, cov, design).copy()
         for name, dose in parts:
@@ -129,7 +131,7 @@ def _single_effect(m: Measured, hit: list[int], dose: float, cov: tuple, *, own:
     return np.mean([m.change(j) for j in hit if m.parts[j][0][1] == near], axis=0)
 
 
-def no_change(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.ndarray:
+def no_change(train: AnnData | Measured, groups: pd.DataFrame, *, design: Design) -> np.ndarray:
     """The covariates' control mean: a prediction that the perturbation does nothing.
 
     Parameters
@@ -150,11 +152,11 @@ def no_change(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.nda
     >>> no_change(train, groups, design=Design()).shape
     (1, 500)
     """
-    m = Measured.of(train, design)
+    m = measured(train, design)
     return np.stack([_lookup(m.control, cov, design) for cov, _ in requests(groups, design)])
 
 
-def mean_perturbation(train: AnnData, groups: pd.DataFrame, *, design: Design) -> np.ndarray:
+def mean_perturbation(train: AnnData | Measured, groups: pd.DataFrame, *, design: Design) -> np.ndarray:
     """Control + the mean change from control over the training perturbations.
 
     The mean runs over the treated training groups (each group counts once) of the same
@@ -180,7 +182,7 @@ def mean_perturbation(train: AnnData, groups: pd.DataFrame, *, design: Design) -
     >>> mean_perturbation(train, groups, design=Design()).shape
     (1, 500)
     """
-    m = Measured.of(train, design)
+    m = measured(train, design)
     return np.stack([_lookup(m.control, cov, design) + mean_change(m, cov, by_cells=False)
                      for cov, _ in requests(groups, design)])
 

@@ -111,12 +111,6 @@ def group_codes(adata: AnnData, design: Design) -> tuple[np.ndarray, list[tuple]
     return np.asarray(codes), [tuple(u) for u in uniques]
 
 
-def group_means(adata: AnnData, design: Design) -> tuple[np.ndarray, list[tuple]]:
-    """Mean of ``X`` per (covariates..., perturbation, dose) group, and the group keys."""
-    means, _, _, keys = group_moments(adata, design)
-    return means, keys
-
-
 def group_moments(adata: AnnData, design: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple]]:
     """Mean and variance of ``X`` and the cell count per group, and the group keys."""
     codes, keys = group_codes(adata, design)
@@ -182,6 +176,11 @@ class Measured:
     def change(self, j: int) -> np.ndarray:
         """Group ``j``'s mean minus its covariates' control mean."""
         return self.means[j] - self.control[self.keys[j][:-2]]
+
+
+def measured(train: AnnData | Measured, design: Design) -> Measured:
+    """The training groups of ``train``, read from its cells unless they already are."""
+    return train if isinstance(train, Measured) else Measured.of(train, design)
 
 
 def requests(groups: pd.DataFrame, design: Design) -> list[tuple[tuple[str, ...], Parts]]:

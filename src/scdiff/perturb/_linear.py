@@ -23,9 +23,9 @@ from anndata import AnnData
 from sklearn.linear_model import RidgeCV
 
 from scdiff._errors import InputError, arg
-from scdiff.data._features import _numeric, read_table
+from scdiff.data._features import numeric_table, read_table
 from scdiff.perturb._baselines import _lookup
-from scdiff.perturb._groups import Design, Measured, Parts, requests
+from scdiff.perturb._groups import Design, Measured, Parts, measured, requests
 
 __all__ = ["linear"]
 
@@ -33,7 +33,7 @@ __all__ = ["linear"]
 ALPHAS = np.logspace(-2, 3, 12)
 
 
-def linear(train: AnnData, groups: pd.DataFrame, *, design: Design,
+def linear(train: AnnData | Measured, groups: pd.DataFrame, *, design: Design,
            features: Mapping[str, pd.DataFrame] | None = None) -> np.ndarray:
     """Control + a ridge regression's change, fitted on the training groups' changes.
 
@@ -62,7 +62,7 @@ def linear(train: AnnData, groups: pd.DataFrame, *, design: Design,
     >>> linear(train, groups, design=Design(), features={"drug": table}).shape
     (1, 500)
     """
-    m = Measured.of(train, design)
+    m = measured(train, design)
     asked = requests(groups, design)
     rows = m.treated()
     base = np.stack([_lookup(m.control, cov, design) for cov, _ in asked])
@@ -99,7 +99,7 @@ def _feature_table(features: Mapping[str, pd.DataFrame] | None, design: Design,
         raise InputError(f"features has no table for {design.perturbation!r}; pass "
                          f"{arg('features')} as {{{design.perturbation!r}: table}}.")
     what = f"{arg('features')}[{design.perturbation!r}]"
-    frame = _numeric(read_table(features[design.perturbation], what=what), what)
+    frame = numeric_table(read_table(features[design.perturbation], what=what), what)
     values = frame.to_numpy(dtype=float)
     index = [str(i) for i in frame.index]
     missing = sorted({n for p in trained + asked for n, _ in p} - set(index))

@@ -142,11 +142,12 @@ def evaluate_perturbation(
                          "nothing to score.")
     groups = pd.DataFrame([keys[i] for i in treated], columns=design.columns)
     preds, gen_cells = _predictions(generated, [keys[i] for i in treated], design)
+    m = Measured.of(train, design)  # the training groups, read once for every baseline
     for name in methods:
         extra = {"features": features} if name == "linear" else {}
-        preds[name] = BASELINES[name](train, groups, design=design, **extra)
-    m = Measured.of(train, design)
+        preds[name] = BASELINES[name](m, groups, design=design, **extra)
     ctrl = m.control_moments()
+    refs: dict[tuple, np.ndarray] = {}  # the mean perturbed state of each covariate combination
     scorer = EnergyScorer(train, _control_cells(m), seed=seed) if energy else None
     cells = cells_by_group(codes, len(keys))
     rows = []
@@ -154,7 +155,9 @@ def evaluate_perturbation(
         cov = keys[i][:-2]
         base, base_var, n_base = _lookup(ctrl, cov, design)
         top = top_de_genes(mu[i] - base, var[i], count[i], base_var, n_base, max(n_top, n_de))
-        ref = base + mean_change(m, cov, by_cells=True)
+        if cov not in refs:
+            refs[cov] = base + mean_change(m, cov, by_cells=True)
+        ref = refs[cov]
         real_cloud = scorer.cloud(real, cells[i], "real", keys[i]) if scorer else None
         label = dict(zip(design.columns, keys[i], strict=True))
         if group is not None:
