@@ -42,12 +42,13 @@ import time
 import warnings
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
 
 import scdiff
-from scdiff.datasets import screen_features, simulate_screen
+from scdiff.datasets import screen_features, screen_true_mean, simulate_screen
 from scdiff.perturb import Design, evaluate_perturbation
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,7 +64,8 @@ def held_out(test, n_generated: int) -> pd.DataFrame:
 
 
 def run_world(world: int, seeds: list[int], *, model_kw: dict, train_kw: dict, sample_kw: dict,
-              n_generated: int, n_test: int, features: bool, network_kw: dict) -> pd.DataFrame:
+              n_generated: int, n_test: int, features: bool, network_kw: dict,
+              keep: Path | None = None) -> pd.DataFrame:
     adata = simulate_screen(seed=world)
     table = screen_features(adata)
     train = adata[adata.obs["split"] == "train"].copy()
@@ -83,6 +85,9 @@ def run_world(world: int, seeds: list[int], *, model_kw: dict, train_kw: dict, s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fake = model.sample(like=like, seed=seed, progress=False, **sample_kw)
+        if keep is not None:  # the generated cells, for looking closer (bench/results/...)
+            keep.mkdir(parents=True, exist_ok=True)
+            fake.write_h5ad(keep / f"world{world}_seed{seed}.h5ad")
         scores = evaluate_perturbation(test, fake, train=train, design=DESIGN,
                                        features={"drug": table}, group="holdout", seed=seed,
                                        baselines=seed == seeds[0])
@@ -90,6 +95,7 @@ def run_world(world: int, seeds: list[int], *, model_kw: dict, train_kw: dict, s
         rows.append(scores)
         if seed == seeds[0]:  # the ceiling: fresh cells of the world itself, as many as generated
             rows.append(truth_scores(world, test, train, table, n_generated).assign(world=world, seed=seed))
+            rows.append(additive_truth_scores(adata, test, train).assign(world=world, seed=seed))
         print(f"world {world} seed {seed}: trained in {trained:.0f} s", flush=True)
         print(summarise(scores).round(3).to_string(), flush=True)
     return pd.concat(rows, ignore_index=True)
@@ -105,6 +111,22 @@ def truth_scores(world: int, test, train, table: pd.DataFrame, n_generated: int)
     scores = evaluate_perturbation(test, fresh, train=train, design=DESIGN, features={"drug": table},
                                    group="holdout", baselines=False)
     return scores.assign(method="truth")
+
+
+def additive_truth_scores(adata, test, train) -> pd.DataFrame:
+    """The held-out pairs scored as their members' true effects added up, without the
+    pair's interaction (:func:`screen_true_mean` with ``interaction=False``): the ceiling of
+    a predictor that knows every drug alone perfectly but cannot know how a pair never
+    measured interacts. Its means alone are scored (no cells: no energy distance)."""
+    pairs = test[test.obs["holdout"] == "pair"]
+    conditions = pairs.obs[["cell_line", "drug", "dose"]].astype(str).drop_duplicates().reset_index(drop=True)
+    means = np.stack([screen_true_mean(adata, cell_line=c.cell_line, drug=c.drug, dose=c.dose,
+                                       interaction=False) for c in conditions.itertuples()])
+    fake = ad.AnnData(means.astype(np.float32), obs=conditions.set_axis(conditions.index.astype(str)))
+    fake.var_names = test.var_names
+    scores = evaluate_perturbation(pairs, fake, train=train, design=DESIGN, group="holdout",
+                                   baselines=False, energy=False)
+    return scores.assign(method="additive_truth")
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
@@ -132,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-test", type=int, default=150, help="Real held-out cells per condition.")
     parser.add_argument("--no-features", action="store_true", help="Train without the features.")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--keep", action="store_true", help="Also write the generated cells, "
+                        "bench/results/screen<tag>/world<w>_seed<s>.h5ad.")
     parser.add_argument("--summarise", default=None, help="Print a saved result's tables.")
     args = parser.parse_args(argv)
     if args.summarise is not None:
@@ -142,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
         table = pd.concat([run_world(w, seeds, model_kw=json.loads(args.model),
                                      train_kw=json.loads(args.train), sample_kw=json.loads(args.sample),
                                      n_generated=args.n_generated, n_test=args.n_test,
-                                     features=not args.no_features, network_kw=json.loads(args.network))
+                                     features=not args.no_features, network_kw=json.loads(args.network),
+                                     keep=RESULTS / f"screen{args.tag}" if args.keep else None)
                            for w in worlds], ignore_index=True)
         RESULTS.mkdir(exist_ok=True)
         table.to_csv(RESULTS / f"screen{args.tag}.csv", index=False)

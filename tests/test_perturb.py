@@ -217,14 +217,23 @@ def test_top_de_genes_ranks_by_welch_t_not_by_the_raw_change():
 
 
 def test_unseen_combination_warns_and_points_to_per_attribute_guidance(drug_model):
-    model, _ = drug_model
+    model, small = drug_model
     ask = dict(condition={"cell_type": "type_2", "drug": "drugB"}, dose={"dose": 250.0})
+    # the default (a mean model composes the attributes): a warning, no guidance advice
+    unseen = r"never seen in training \(cell_type=type_2, drug=drugB\)"
+    with pytest.warns(UserWarning, match=unseen) as caught:
+        model.sample(5, **ask)
+    assert len(caught) == 1 and "a weight per attribute" not in str(caught[0].message)
+    # without it, one guidance number for every attribute gets the advice
+    plain = scdiff.ConditionalDiffusion(small, condition=["cell_type", "drug"], dose="dose", additive=False,
+                                        width=32, depth=1, n_genes=60, space="gene")
+    plain.train(steps=5, batch_size=64, progress=False)
     with pytest.warns(UserWarning, match=r"never seen in training \(cell_type=type_2, drug=drugB\).*"
                                          r"a weight per attribute composes them") as caught:
-        model.sample(5, **ask)
+        plain.sample(5, **ask)
     assert len(caught) == 1, [str(w.message) for w in caught]
     with pytest.warns(UserWarning, match="never seen in training") as caught:
-        model.sample(5, guidance={"cell_type": 1, "drug": 1.5}, **ask)
+        plain.sample(5, guidance={"cell_type": 1, "drug": 1.5}, **ask)
     assert "a weight per attribute" not in str(caught[0].message)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a measured combination: no warning at all

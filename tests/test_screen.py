@@ -231,6 +231,11 @@ def test_pair_differs_from_additive_by_the_interaction(screen):
             expected = truth["kappa"] * h_a * h_b * strength * arr["interaction_loadings"]
             np.testing.assert_allclose(excess, expected, atol=1e-10)
             assert np.abs(excess[~interaction]).max() < 1e-10
+            # interaction=False: the members' effects alone, exactly additive
+            alone = np.log(screen_true_mean(screen, cell_line=line, drug=pair, dose="1000+1000",
+                                            scale="rate", interaction=False))
+            np.testing.assert_allclose(alone, _log_rate(screen, line, pair, "1000+1000") - expected,
+                                       atol=1e-10)
             largest = max(largest, np.abs(excess).max())
     assert largest > 0.1
     np.testing.assert_allclose(arr["interaction_matrix"], arr["interaction_matrix"].T)

@@ -152,16 +152,9 @@ def screen_features(adata: AnnData) -> pd.DataFrame:
                         columns=[str(c) for c in table["columns"]])
 
 
-def screen_true_mean(
-    adata: AnnData,
-    *,
-    cell_line: str,
-    drug: str,
-    dose: float | str,
-    scale: TruthScale = "log1p",
-    n_samples: int = 5000,
-    seed: int = 0,
-) -> np.ndarray:
+def screen_true_mean(adata: AnnData, *, cell_line: str, drug: str, dose: float | str,
+                     scale: TruthScale = "log1p", n_samples: int = 5000, seed: int = 0,
+                     interaction: bool = True) -> np.ndarray:
     """Expected expression profile of one condition of a simulated screen (the ground truth).
 
     Defined for any drug (unseen ones included), any pair and any dose, so predictions of
@@ -179,6 +172,9 @@ def screen_true_mean(
     scale, n_samples, seed
         As in :func:`scdiff.datasets.true_mean`: ``"log1p"`` is the expected ``.X`` (Monte
         Carlo over ``n_samples`` cells); ``"rate"``, exact, is ``exp(baseline + effects)``.
+    interaction
+        ``False``: a pair's members' effects only add up (what a predictor can know that has
+        learned each drug alone, not how a pair never measured interacts).
 
     Returns
     -------
@@ -193,7 +189,7 @@ def screen_true_mean(
     (400,)
     """
     truth = _uns(adata, "screen")
-    eta = _log_rate(truth, str(cell_line), str(drug), dose)
+    eta = _log_rate(truth, str(cell_line), str(drug), dose, interaction=interaction)
     # A world of one condition whose baseline is this log rate: true_mean's scales, unchanged.
     one = {"cell_types": ["_"], "drugs": [CONTROL], "control": CONTROL, "base_log_mean": [eta],
            "dispersion": truth["dispersion"], "library_log_sd": truth["library_log_sd"]}
@@ -207,7 +203,7 @@ def _uns(adata: AnnData, key: str):
     return adata.uns[key]
 
 
-def _log_rate(truth, cell_line: str, drug: str, dose: float | str) -> np.ndarray:
+def _log_rate(truth, cell_line: str, drug: str, dose, *, interaction: bool = True) -> np.ndarray:
     """Natural log of the expected counts of a size-factor-1 cell in one condition."""
     lines, drugs = ([str(v) for v in np.atleast_1d(truth[key])] for key in ("cell_lines", "drugs"))
     if cell_line not in lines:
@@ -232,7 +228,7 @@ def _log_rate(truth, cell_line: str, drug: str, dose: float | str) -> np.ndarray
     frac = [hill_curve(d, ec50=ec50[i], hill=hill[i]) for i, d in zip(idx, member_doses, strict=True)]
     per_pathway = (np.asarray(frac)[:, None] * targets * sensitivity).sum(axis=0)
     eta += per_pathway @ np.asarray(truth["loadings"], dtype=float)
-    if len(members) == 2:
+    if len(members) == 2 and interaction:
         strength = float(truth["kappa"]) * frac[0] * frac[1] * (
             targets[0] @ np.asarray(truth["interaction_matrix"], dtype=float) @ targets[1])
         eta += strength * np.asarray(truth["interaction_loadings"], dtype=float)

@@ -221,6 +221,27 @@ class NoiseSchedule:
             - self._coef("sqrt_one_minus_alphas_cumprod", t, x0) * x0
         )
 
+    def mean_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(a, b)`` per timestep: a network that models ``r = x_0 - mu`` (a cell's departure
+        from a known mean ``mu``) sees ``x_t - a_t mu = alpha_t r + sigma_t eps`` and adds
+        ``b_t mu`` to its output to give this ``prediction``'s target for ``x_0``.
+
+        ``a_t = alpha_t``; ``b_t`` is 0 for epsilon (the noise does not move), 1 for x0,
+        ``-sigma_t`` for v (``v = alpha eps - sigma x_0``) and -1 for the flow's velocity
+        (``eps - x_0``).
+
+        Examples
+        --------
+        >>> a, b = NoiseSchedule(4, "flow", "flow").mean_shift()
+        >>> a.tolist(), b.tolist()
+        ([0.75, 0.5, 0.25, 0.0], [-1.0, -1.0, -1.0, -1.0])
+        """
+        a = np.asarray(self.sqrt_alphas_cumprod, dtype=np.float64)
+        if self.prediction == "v":
+            return a, -np.asarray(self.sqrt_one_minus_alphas_cumprod, dtype=np.float64)
+        value = {"epsilon": 0.0, "x0": 1.0, "flow": -1.0}[self.prediction]
+        return a, np.full_like(a, value)
+
     def split_prediction(
         self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,6 +34,11 @@ def network_conditions(obs: pd.DataFrame, encoder: ConditionEncoder, dim: int, n
     if any(features[p] for p in pairs if p >= 0):  # a drug described by features (measured:
         # docs/perturbation.md): its features seen with noise, and no offset of its own
         config.update(feature_noise=FEATURE_NOISE, drug_offset=False)
+    if config["additive"] and any(p >= 0 for p in pairs):
+        # a perturbation design (a dose paired with its drug): the main effects add up in a
+        # mean model fitted first, the diffusion models each cell's departure from it
+        # (docs/perturbation.md); other designs keep the additive path
+        config.update(additive=False, mean={})
     return config
 
 

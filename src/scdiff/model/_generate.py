@@ -301,8 +301,9 @@ def sample(parts: ModelParts, net: nn.Module, how: Sampling, *, provenance: dict
     if len(req.frame) == 0:
         raise InputError("the reference holds no cells; nothing to generate.")
     codes, doses = parts.encoder.encode(req.frame, where=req.where)
-    parts.encoder.warn_unseen_combinations(req.frame, hint="" if isinstance(how.guidance, Mapping)
-                                           else compose_hint())
+    # a mean model composes the attributes by construction; guidance weights would not help it
+    composed = isinstance(how.guidance, Mapping) or parts.network_config.get("mean") is not None
+    parts.encoder.warn_unseen_combinations(req.frame, hint="" if composed else compose_hint())
     parts.encoder.warn_unmeasured(req.frame)
     if how.invert and from_ is None:
         raise InputError(f"{arg('invert', True)} carries given cells up the ODE; it needs "

@@ -11,7 +11,7 @@ import torch
 
 from scdiff.diffusion import Guidance, NoiseSchedule, sample_loop
 from scdiff.metrics import median_bandwidth, mmd_rbf
-from scdiff.nn import ConditionalMLP
+from scdiff.model._setup import build_network
 
 #: Held-out cells per half that the monitor compares (the MMD's cost is quadratic in them).
 MONITOR_CELLS = 512
@@ -44,7 +44,7 @@ class SampleMonitor:
         self.sigma = median_bandwidth(np.vstack([a_proj, self.target]), seed=seed)
         self.floor = mmd_rbf(a_proj, self.target, sigma=self.sigma)
         self.codes, self.doses = codes[self.a], doses[self.a]
-        self.net = ConditionalMLP(**network_config)  # built before training seeds its RNG
+        self.net = build_network(network_config, schedule)  # built before training seeds its RNG
         self.schedule, self.steps, self.patience, self.seed = schedule, steps, patience, seed
         self.guidance = Guidance(attributes, 1.0)
         self.best, self.bad = float("inf"), 0

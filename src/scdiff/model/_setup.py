@@ -89,7 +89,7 @@ class ModelParts:
 
     def build_network(self) -> ConditionalMLP:
         """A freshly initialised network of this configuration (draws from torch's RNG)."""
-        return ConditionalMLP(**self.network_config)
+        return build_network(self.network_config, self.schedule)
 
     def dose_pairs(self) -> dict[str, str]:
         """Dose -> the categorical attribute (drug) it is the dose of."""
@@ -135,6 +135,12 @@ class ModelParts:
             parts.append(self.table.to_config())
         blob = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def build_network(config: dict, schedule: NoiseSchedule) -> ConditionalMLP:
+    """A freshly initialised network of ``config``, with the schedule's mean shift where the
+    network has a mean model."""
+    return ConditionalMLP(**config, shift=schedule.mean_shift() if config.get("mean") is not None else None)
 
 
 def setup(

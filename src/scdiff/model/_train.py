@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from scdiff._progress import progress_bar
+from scdiff.data._backed import BackedCells
 from scdiff.model import _fit, _run
 from scdiff.model._setup import ModelParts
 from scdiff.model._space import Cells, log_rate_init, network_cells, standardised_blocks
 from scdiff.train import CountObjective, TrainConfig, TrainResult, resolve_device
-from scdiff.train._distributed import distributed
+from scdiff.train._distributed import distributed, is_main_process
+from scdiff.train._mean import MEAN_STEPS, ConditionMeans, fit_mean
 
 
 @dataclass
@@ -65,6 +68,21 @@ def _space_phase(parts: ModelParts, cells: Cells, cfg: TrainConfig, resume: _fit
     return space_cfg, log, None
 
 
+def fit_condition_means(network: torch.nn.Module, data, *, steps: int, seed: int, device: str,
+                        progress: bool) -> list[float]:
+    """The phase before the diffusion, for a network with a mean model: fit it to the
+    training cells' condition means (``data`` in the network's space), then hold it fixed.
+    Returns its loss every 100 steps."""
+    codes, doses = ((data.codes, data.doses) if isinstance(data, BackedCells)
+                    else (data.cats.numpy(), data.doses.numpy()))
+    groups = ConditionMeans.of_blocks(standardised_blocks(data), codes, doses)
+    with progress_bar("condition means", steps, enabled=progress and is_main_process()) as bar:
+        losses = fit_mean(network.mean, groups, steps=steps, seed=seed, device=resolve_device(device),
+                          on_step=bar.update)
+    network.mean.requires_grad_(False)
+    return losses
+
+
 def _kept(parts: ModelParts, space_cfg: TrainConfig | None, space_log: list[dict]) -> dict:
     """What a checkpoint of the diffusion phase keeps of a trained latent space."""
     if space_cfg is None:
@@ -91,6 +109,11 @@ def train(parts: ModelParts, cells: Cells, *, options: dict, device: str, progre
         network = parts.build_network()
         data, watcher = _fit.monitor_split(parts, network_cells(parts.space, cells), monitor,
                                            patience, cfg.seed)
+        if network.mean is not None:  # fitted first, or restored with the diffusion's checkpoint
+            if resume_from is None:  # as long as the diffusion where its length was given
+                fit_condition_means(network, data, steps=min(cfg.steps, MEAN_STEPS) if given else MEAN_STEPS,
+                                    seed=cfg.seed, device=device, progress=progress)
+            network.mean.requires_grad_(False)
         result = _fit.fit(parts, network, data, cfg, device=device, progress=progress,
                           checkpoint_dir=checkpoint_dir, resume=resume_from, watcher=watcher,
                           monitor_every=monitor_every, **_kept(parts, space_cfg, space_log))

@@ -48,7 +48,8 @@ class FeatureEmbedding(nn.Module):
     seen
         For each category, whether it was measured in training (has a residual).
     width
-        The embedding width.
+        The embedding width; ``None`` for a holder of the features alone (no parameters:
+        :meth:`keep` and :meth:`features` for a dose curve read from them).
     residual_drop
         The fraction of training rows whose residual is left out.
     noise
@@ -63,7 +64,7 @@ class FeatureEmbedding(nn.Module):
     torch.Size([3, 8])
     """
 
-    def __init__(self, table: Sequence[Sequence[float]], seen: Sequence[int], width: int,
+    def __init__(self, table: Sequence[Sequence[float]], seen: Sequence[int], width: int | None,
                  residual_drop: float = 0.5, noise: float = 0.0) -> None:
         super().__init__()
         feats = torch.as_tensor(table, dtype=torch.float32)
@@ -74,6 +75,8 @@ class FeatureEmbedding(nn.Module):
         self.register_buffer("table", torch.cat([feats, torch.zeros(1, n_features)]))
         self.register_buffer("seen", torch.tensor([*map(float, seen), 1.0]))
         self.num_embeddings, self.residual_drop, self.noise = k + 1, float(residual_drop), float(noise)
+        if width is None:
+            return
         self.map = FeatureMap(n_features, width)
         self.residual = nn.Embedding(k + 1, width)
         with torch.no_grad():

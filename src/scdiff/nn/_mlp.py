@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from scdiff.nn._dose import DoseEncoder, sinusoidal_embedding
-from scdiff.nn._features import FeatureEmbedding
+from scdiff.nn._conditions import ConditionEmbedding, perturbations
+from scdiff.nn._dose import sinusoidal_embedding
+from scdiff.nn._mean import MeanModel
 
 
 class ResidualBlock(nn.Module):
@@ -39,23 +40,7 @@ class ResidualBlock(nn.Module):
         return h + gate * self.ff(self.norm(h) * (1 + scale) + shift)
 
 
-def _checked(n_categories: list[int], n_doses: int, slots, features, dose_pairs):
-    """``(slots, features, dose pairs)`` of a network, each with one entry per attribute."""
-    slots = [int(s) for s in slots] or [1] * len(n_categories)
-    described = list(features) or [None] * len(n_categories)
-    if len(slots) != len(n_categories) or len(described) != len(n_categories):
-        raise ValueError("slots and features need one entry per categorical attribute.")
-    for k, f in zip(n_categories, described, strict=True):
-        if f and len(f["table"]) != k:
-            raise ValueError(f"a feature table has {len(f['table'])} rows for {k} categories.")
-    pairs = list(dose_pairs) or [-1] * n_doses
-    if len(pairs) != n_doses or any(not -1 <= p < len(n_categories) for p in pairs):
-        raise ValueError(f"dose_pairs = {pairs} needs one entry per dose, each -1 or a "
-                         f"categorical attribute's index (< {len(n_categories)}).")
-    return slots, described, pairs
-
-
-class ConditionalMLP(nn.Module):
+class ConditionalMLP(ConditionEmbedding):
     """Residual MLP predicting the diffusion target from (x_t, t, conditions).
 
     Parameters
@@ -103,6 +88,16 @@ class ConditionalMLP(nn.Module):
         the additive path through its dose's encoding alone, which is zero at dose 0 (as
         in CPA): a drug never measured then gets no offset its features would have to
         predict at every dose.
+    mean
+        Options of a :class:`~scdiff.nn.MeanModel` (``{}`` for its defaults), or ``None``
+        (none). With one, the network models each cell's departure from its condition's
+        mean ``mu(c)``: it sees ``x_t - a_t mu(c)`` and its output gets ``b_t mu(c)`` added,
+        exactly the diffusion of ``x_0 - mu(c)`` (``shift`` gives ``a_t`` and ``b_t``). The
+        mean model is fitted first and then held fixed (:func:`scdiff.train.fit_mean`);
+        this replaces the additive path, with main effects that add up exactly.
+    shift
+        ``(a, b)``, one value per timestep each, from
+        :meth:`scdiff.diffusion.NoiseSchedule.mean_shift`; needed with ``mean``.
 
     Examples
     --------
@@ -128,30 +123,22 @@ class ConditionalMLP(nn.Module):
         features: Sequence[dict | None] = (),
         feature_noise: float = 0.0,
         drug_offset: bool = True,
+        mean: dict | None = None,
+        shift: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         self.n_genes = n_genes
-        self.n_categories = list(n_categories)
-        self.n_doses = n_doses
-        self.slots, described, pairs = _checked(self.n_categories, n_doses, slots, features, dose_pairs)
         self.time_dim = time_dim
         self.time_mlp = nn.Sequential(
             nn.Linear(time_dim, width), nn.SiLU(), nn.Linear(width, width)
         )
-        # one table per attribute; code n_categories[i] is that attribute's null token
-        self.embeddings = nn.ModuleList(
-            FeatureEmbedding(f["table"], f["seen"], width, noise=feature_noise) if f
-            else nn.Embedding(k + 1, width)
-            for k, f in zip(self.n_categories, described, strict=True))
-        self.dose_pairs = pairs
-        self.dose_encoders = nn.ModuleList(
-            DoseEncoder(width, kind=dose_encoder, n_pair=self.n_categories[p] + 1 if p >= 0 else 0,
-                        pair_features=len(described[p]["table"][0]) if p >= 0 and described[p] else 0)
-            for p in pairs
-        )
-        # the attribute each code column and each dose column belongs to
-        self.cat_columns = [i for i, s in enumerate(self.slots) for _ in range(s)]
-        self.dose_columns = [i for i, p in enumerate(pairs) for _ in range(self.slots[p] if p >= 0 else 1)]
+        # with a mean model, the blocks see no perturbation (docs/perturbation.md): it acts
+        # through the mean, and its embedding would let the blocks relearn each measured
+        # condition's own sample mean, which they carry, wrongly, to conditions never measured
+        skip = () if mean is None else perturbations(len(n_categories), list(dose_pairs) or [-1] * n_doses)
+        self._init_conditions(n_categories, n_doses, width, dose_encoder=dose_encoder,
+                              dose_pairs=dose_pairs, slots=slots, features=features,
+                              feature_noise=feature_noise, skip=skip)
         self.cond_act = nn.SiLU()
         self.input = nn.Linear(n_genes, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, dropout) for _ in range(depth))
@@ -175,72 +162,33 @@ class ConditionalMLP(nn.Module):
             nn.init.zeros_(self.offset_gate.weight)
             nn.init.constant_(self.offset_gate.bias, -0.5)
         self.drug_offset = bool(drug_offset)
-
-    @property
-    def null_codes(self) -> torch.Tensor:
-        """The null token's code of each code column (every slot of each categorical attribute)."""
-        return torch.tensor([self.n_categories[i] for i in self.cat_columns], dtype=torch.long)
-
-    def attributes(self, cats: torch.Tensor, doses: torch.Tensor) -> list[torch.Tensor]:
-        """Each attribute's embedding: the categorical ones, then the dose encodings. An
-        attribute of several slots sums its members' (a column past the first that holds
-        the null code is no member), and a dose paired with it sums one per member."""
-        return self._parts(*self._slots(cats, doses))
-
-    def _parts(self, cat_slots, dose_slots, present) -> list[torch.Tensor]:
-        return [self._sum(slots, present[i]) for i, slots in enumerate(cat_slots)] + [
-            self._sum(slots, present[p] if p >= 0 else [None])
-            for slots, p in zip(dose_slots, self.dose_pairs, strict=True)]
-
-    def _slots(self, cats: torch.Tensor, doses: torch.Tensor):
-        """Per slot: each categorical attribute's member embeddings, each dose's encodings,
-        and which slots hold a member (``None`` for the first, which always does)."""
-        starts = [sum(self.slots[:i]) for i in range(len(self.slots))]
-        present = [[None] + [cats[:, s + j] != self.n_categories[i] for j in range(1, n)]
-                   for i, (s, n) in enumerate(zip(starts, self.slots, strict=True))]
-        # a described member's features and whether its residual is used: drawn once per slot
-        # (in training), shared by its embedding and its dose's curve
-        keeps = [[(table.keep(cats[:, s + j]), table.features(cats[:, s + j]))
-                  if isinstance(table, FeatureEmbedding) else None for j in range(n)]
-                 for table, s, n in zip(self.embeddings, starts, self.slots, strict=True)]
-        cat_slots = [[table(cats[:, starts[i] + j]) if keeps[i][j] is None
-                      else table(cats[:, starts[i] + j], *keeps[i][j]) for j in range(self.slots[i])]
-                     for i, table in enumerate(self.embeddings)]
-        dose_slots, column = [], 0
-        for enc, p in zip(self.dose_encoders, self.dose_pairs, strict=True):
-            if p < 0:
-                dose_slots.append([enc(doses[:, column])])
-                column += 1
-                continue
-            slot = []
-            for j in range(self.slots[p]):
-                extra = keeps[p][j][::-1] if keeps[p][j] is not None else ()  # (features, keep)
-                slot.append(enc(doses[:, column + j], cats[:, starts[p] + j], *extra))
-            dose_slots.append(slot)
-            column += self.slots[p]
-        return cat_slots, dose_slots, present
-
-    @staticmethod
-    def _sum(slots: list[torch.Tensor], present: list) -> torch.Tensor:
-        """The slots' embeddings summed, a slot past the first only where it holds a member."""
-        out = slots[0]
-        for emb, mask in zip(slots[1:], present[1:], strict=True):
-            out = out + mask[:, None].to(emb.dtype) * emb
-        return out
+        self.mean = None
+        if mean is not None:
+            if shift is None or len(shift) != 2 or len(shift[0]) != len(shift[1]):
+                raise ValueError("a network with a mean model needs shift = (a, b), one value of each "
+                                 "per timestep (NoiseSchedule.mean_shift()).")
+            self.mean = MeanModel(n_genes, n_categories, n_doses, width, dose_encoder=dose_encoder,
+                                  dose_pairs=dose_pairs, slots=slots, features=features,
+                                  feature_noise=feature_noise, **mean)
+            self.register_buffer("shift_a", torch.as_tensor(shift[0], dtype=torch.float32), persistent=False)
+            self.register_buffer("shift_b", torch.as_tensor(shift[1], dtype=torch.float32), persistent=False)
 
     def condition(self, time: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
         """The blocks' conditioning vector: the time embedding plus every attribute's."""
         cond = time
         for part in parts:
-            cond = cond + part
+            if part is not None:  # an attribute the blocks do not see
+                cond = cond + part
         return self.cond_act(cond)
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cats: torch.Tensor, doses: torch.Tensor
     ) -> torch.Tensor:
         time = self.time_mlp(sinusoidal_embedding(t, self.time_dim))
-        slots = self._slots(cats, doses)
-        parts = self._parts(*slots)
+        if self.mean is not None:  # the diffusion of x_0 - mu(c): x_t shifted in, mu's part out
+            mu = self.mean(cats, doses).to(x.dtype)
+            x = x - self.shift_a[t.long()].to(x.dtype)[:, None] * mu
+        parts = self.attributes(cats, doses)
         cond = self.condition(time, parts)
         h = self.input(x)
         for block in self.blocks:
@@ -248,10 +196,12 @@ class ConditionalMLP(nn.Module):
         out = self.output(self.out_norm(h)) + self.skip(cond) * x
         if self.additive:
             out = out + self.offset_gate(time) * self.offset(self._additive(parts))
+        if self.mean is not None:
+            out = out + self.shift_b[t.long()].to(out.dtype)[:, None] * mu
         return out
 
     def _additive(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """What the additive path maps to gene space: every attribute's embedding (without a
         drug's own where ``drug_offset`` is off: its dose's encoding carries it)."""
         skip = set() if self.drug_offset else {p for p in self.dose_pairs if p >= 0}
-        return sum(part for i, part in enumerate(parts) if i not in skip)
+        return sum(part for i, part in enumerate(parts) if i not in skip and part is not None)
