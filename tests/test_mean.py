@@ -112,8 +112,8 @@ def test_condition_means_pool_cells_per_condition_given_block_by_block():
         ConditionMeans.of_blocks([x[:4]], codes, doses)
 
 
-def test_fit_mean_recovers_additive_condition_means():
-    """Two lines x a drug at four doses: the fitted means match the cells' own, seeded."""
+def _lines_and_a_drug() -> ConditionMeans:
+    """Two lines x a drug at four doses, the drug's response twice as strong in line 1."""
     rng = np.random.default_rng(0)
     line_effect, drug_effect = rng.normal(size=(2, 7)), rng.normal(size=7)
     rows, x = [], []
@@ -125,7 +125,12 @@ def test_fit_mean_recovers_additive_condition_means():
                 x.append(line_effect[line] + response + 0.1 * rng.normal(size=7))
     codes = np.array([[r[0], r[1]] for r in rows])
     doses = np.array([[r[2]] for r in rows], dtype=np.float32)
-    groups = ConditionMeans.of_blocks([np.array(x, dtype=np.float32)], codes, doses)
+    return ConditionMeans.of_blocks([np.array(x, dtype=np.float32)], codes, doses)
+
+
+def test_fit_mean_recovers_additive_condition_means():
+    """The fitted means match the cells' own, seeded."""
+    groups = _lines_and_a_drug()
     torch.manual_seed(0)
     mean = MeanModel(7, **KW)
     before = mean_loss(mean, groups)
@@ -134,6 +139,19 @@ def test_fit_mean_recovers_additive_condition_means():
     assert before > 0.1 and losses[-1] < 1e-3 and losses[-1] == pytest.approx(mean_loss(mean, groups))
     again = fit_mean(MeanModel(7, **KW), groups, steps=600, seed=0)
     assert again == losses  # the same on every run of a seed
+
+
+def test_fit_mean_holds_the_gain_back_by_its_penalty():
+    """The ridge penalty on the covariates' gain: a smaller gain for the same data."""
+    groups = _lines_and_a_drug()
+
+    def gain_norm(l2: float) -> float:
+        torch.manual_seed(0)
+        mean = MeanModel(7, **KW)
+        fit_mean(mean, groups, steps=300, seed=0, gain_l2=l2)
+        return float(sum((p ** 2).sum() for p in mean.gain.parameters()))
+
+    assert gain_norm(1.0) < 0.5 * gain_norm(0.0)
 
 
 def _design(n: int = 8, seed: int = 0) -> ad.AnnData:
@@ -196,3 +214,15 @@ def test_designs_without_a_paired_dose_keep_the_additive_path():
     off = scdiff.ConditionalDiffusion(adata, condition=["cell_type", "drug"], dose="dose", additive=False,
                                       width=32, depth=1)
     assert "mean" not in off.parts.network_config and off.network.mean is None
+
+
+def test_a_described_drug_reaches_the_mean_model_with_noisy_features_and_no_offset():
+    """With drug features, the mean model's fit sees them with noise; the additive path's
+    drug-offset switch is not in the config of a model that has no additive path."""
+    adata = _design()
+    table = pd.DataFrame({"potency": [1.0, -0.5], "target": [0.2, 0.9]}, index=["x", "y"])
+    model = scdiff.ConditionalDiffusion(adata, condition=["cell_type", "drug"], dose="dose",
+                                        condition_features={"drug": table}, width=32, depth=1)
+    config = model.parts.network_config
+    assert config["mean"] == {} and "drug_offset" not in config
+    assert config["feature_noise"] == model.network.mean.embeddings[1].noise > 0

@@ -39,6 +39,7 @@ def network_conditions(obs: pd.DataFrame, encoder: ConditionEncoder, dim: int, n
         # mean model fitted first, the diffusion models each cell's departure from it
         # (docs/perturbation.md); other designs keep the additive path
         config.update(additive=False, mean={})
+        config.pop("drug_offset", None)  # an offset of the additive path, which it no longer has
     return config
 
 

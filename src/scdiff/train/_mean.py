@@ -25,6 +25,11 @@ MEAN_STEPS = 5000
 MEAN_LR = 1e-2
 #: Conditions per step where there are more (a draw, weighted by their cells).
 MEAN_BATCH = 4096
+#: The ridge penalty on the covariates' gain (``G`` of :class:`~scdiff.nn.MeanModel`): a
+#: covariate scales a response direction only as far as the drugs measured in it demand.
+#: Without it, in a design of two drugs a cell type's gain, learned from the one drug it
+#: saw, scaled the other drug's response at random (measured: docs/perturbation.md).
+MEAN_GAIN_L2 = 1e-2
 
 
 @dataclass
@@ -76,8 +81,9 @@ class ConditionMeans:
 
 def fit_mean(mean: nn.Module, groups: ConditionMeans, *, steps: int = MEAN_STEPS, lr: float = MEAN_LR,
              batch: int = MEAN_BATCH, seed: int = 0, device: torch.device | str = "cpu",
-             on_step=None) -> list[float]:
-    """Fit ``mean`` (codes, doses -> mean cell) to ``groups`` by weighted least squares.
+             gain_l2: float = MEAN_GAIN_L2, on_step=None) -> list[float]:
+    """Fit ``mean`` (codes, doses -> mean cell) to ``groups`` by weighted least squares,
+    with a ridge penalty ``gain_l2`` on the covariates' gain (where the model has one).
 
     Each step draws the model's training noise (feature noise, dropped residuals) anew.
     Returns the loss every 100 steps (the mean squared error per value, weighted by cells,
@@ -93,6 +99,7 @@ def fit_mean(mean: nn.Module, groups: ConditionMeans, *, steps: int = MEAN_STEPS
         mean.bias.copy_((weights[:, None] * means).sum(0))
     opt = torch.optim.Adam([p for p in mean.parameters() if p.requires_grad], lr=lr)
     warmup, settle = min(100, steps // 10), max(1, steps // 5)
+    gain = list(mean.gain.parameters()) if getattr(mean, "gain", None) is not None and gain_l2 > 0 else []
     losses = []
     for step in range(steps):
         for group in opt.param_groups:
@@ -102,6 +109,8 @@ def fit_mean(mean: nn.Module, groups: ConditionMeans, *, steps: int = MEAN_STEPS
             loss = ((mean(cats[rows], doses[rows]) - means[rows]) ** 2).mean()
         else:
             loss = (((mean(cats, doses) - means) ** 2).mean(1) * weights).sum()
+        if gain:
+            loss = loss + gain_l2 * sum((p ** 2).sum() for p in gain)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
