@@ -26,9 +26,10 @@ cells) beside the baselines no change, mean of training perturbations, additive,
 
 Run from the repository root (one torch job at a time)::
 
-    .venv/bin/python -m bench.screen --worlds 0,1,2 --seeds 0,1          # ~35 min on 2 cores
+    .venv/bin/python -m bench.screen --worlds 0,1,2 --seeds 0,1          # ~25 min on 2 cores
     .venv/bin/python -m bench.screen --worlds 0 --seeds 0 --network '{"feature_noise": 0}' --tag _nonoise
-    .venv/bin/python -m bench.screen --summarise _s27                     # the saved results
+    .venv/bin/python -m bench.screen --worlds 0,1,2 --seeds 0 --mean-only   # the mean model alone, ~1 min
+    .venv/bin/python -m bench.screen --summarise _s28                     # the saved results
 
 Writes ``bench/results/screen<tag>.csv`` (one row per world, seed, held-out condition and
 method) and prints the per-group means.
@@ -50,6 +51,7 @@ import torch
 import scdiff
 from scdiff.datasets import screen_features, screen_true_mean, simulate_screen
 from scdiff.perturb import Design, evaluate_perturbation
+from scdiff.train import ConditionMeans, fit_mean
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DESIGN = Design(covariates=("cell_line",), perturbation="drug", dose="dose", control="control")
@@ -65,7 +67,7 @@ def held_out(test, n_generated: int) -> pd.DataFrame:
 
 def run_world(world: int, seeds: list[int], *, model_kw: dict, train_kw: dict, sample_kw: dict,
               n_generated: int, n_test: int, features: bool, network_kw: dict,
-              keep: Path | None = None) -> pd.DataFrame:
+              keep: Path | None = None, mean_only: bool = False) -> pd.DataFrame:
     adata = simulate_screen(seed=world)
     table = screen_features(adata)
     train = adata[adata.obs["split"] == "train"].copy()
@@ -79,8 +81,15 @@ def run_world(world: int, seeds: list[int], *, model_kw: dict, train_kw: dict, s
         if network_kw:  # a network variant the API does not offer (measured, not kept)
             model.parts.network_config.update(network_kw)
             model.network = model.parts.build_network()
+        if mean_only:  # the mean model alone: its fit, not the diffusion
+            fit_mean_only(model, train, seed)
+            rows.append(mean_model_scores(model, test, train).assign(world=world, seed=seed))
+            print(f"world {world} seed {seed}: mean model fitted in {time.perf_counter() - start:.0f} s")
+            continue
         model.train(seed=seed, progress=False, **train_kw)
         trained = time.perf_counter() - start
+        if model.network.mean is not None:  # what the mean model predicts, beside the cells
+            rows.append(mean_model_scores(model, test, train).assign(world=world, seed=seed))
         like = held_out(test, n_generated)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -103,6 +112,30 @@ def run_world(world: int, seeds: list[int], *, model_kw: dict, train_kw: dict, s
 
 def _held_out(adata):
     return adata[adata.obs["holdout"].isin(GROUPS)].copy()
+
+
+def fit_mean_only(model, train, seed: int) -> None:
+    """The first phase of training alone: the model's mean model fitted to the training
+    cells' condition means (as ``model.train`` does before the diffusion)."""
+    parts = model.parts
+    x = parts.preprocessor.transform(parts.preprocessor.log_expression(train))
+    codes, doses = parts.encoder.encode(train.obs, where="the training cells")
+    fit_mean(model.network.mean, ConditionMeans.of_blocks([x], codes, doses), seed=seed)
+
+
+def mean_model_scores(model, test, train) -> pd.DataFrame:
+    """The held-out conditions scored on the mean model's predicted means (method
+    ``mean_model``; means only: no energy distance)."""
+    conditions = test.obs[["cell_line", "drug", "dose"]].astype(str).drop_duplicates().reset_index(drop=True)
+    codes, doses = model.parts.encoder.encode(conditions, where="the held-out conditions")
+    with torch.no_grad():
+        z = model.network.mean.eval()(torch.from_numpy(codes), torch.from_numpy(doses)).numpy()
+    means = model.parts.preprocessor.inverse(z, zeros=False)  # the mean itself: no zeros drawn
+    fake = ad.AnnData(means, obs=conditions.set_axis(conditions.index.astype(str)))
+    fake.var_names = test.var_names
+    scores = evaluate_perturbation(test, fake, train=train, design=DESIGN, group="holdout",
+                                   baselines=False, energy=False)
+    return scores.assign(method="mean_model")
 
 
 def truth_scores(world: int, test, train, table: pd.DataFrame, n_generated: int) -> pd.DataFrame:
@@ -154,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-test", type=int, default=150, help="Real held-out cells per condition.")
     parser.add_argument("--no-features", action="store_true", help="Train without the features.")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--mean-only", action="store_true", help="Fit and score the mean model "
+                        "alone (seconds a world), not the diffusion.")
     parser.add_argument("--keep", action="store_true", help="Also write the generated cells, "
                         "bench/results/screen<tag>/world<w>_seed<s>.h5ad.")
     parser.add_argument("--summarise", default=None, help="Print a saved result's tables.")
@@ -167,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
                                      train_kw=json.loads(args.train), sample_kw=json.loads(args.sample),
                                      n_generated=args.n_generated, n_test=args.n_test,
                                      features=not args.no_features, network_kw=json.loads(args.network),
-                                     keep=RESULTS / f"screen{args.tag}" if args.keep else None)
+                                     keep=RESULTS / f"screen{args.tag}" if args.keep else None,
+                                     mean_only=args.mean_only)
                            for w in worlds], ignore_index=True)
         RESULTS.mkdir(exist_ok=True)
         table.to_csv(RESULTS / f"screen{args.tag}.csv", index=False)

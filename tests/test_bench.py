@@ -1,5 +1,6 @@
 """The benchmarks measure what they say (no timing is asserted: machines are noisy)."""
 
+import functools
 import inspect
 import subprocess
 import sys
@@ -92,8 +93,24 @@ def test_screen_benchmark_end_to_end(tmp_path, monkeypatch):
                  "--n-generated", "4", "--n-test", "4", "--tag", "_t"])
     table = pd.read_csv(tmp_path / "screen_t.csv")
     assert set(table["holdout"]) == set(screen.GROUPS)
-    assert {"scdiff", "truth", "linear", "additive", "mean_perturbation", "no_change",
+    assert {"scdiff", "mean_model", "truth", "linear", "additive", "mean_perturbation", "no_change",
             "nearest_dose"} <= set(table["method"])
     summary = screen.summarise(table)
     assert np.isfinite(summary.loc[("unseen_drug", "scdiff"), "r2_delta_top"])
+    assert np.isfinite(summary.loc[("unseen_drug", "mean_model"), "r2_delta_top"])
+    # the pairs' ceiling without their interaction, scored on the pairs alone
+    assert set(table.loc[table["method"] == "additive_truth", "holdout"]) == {"pair"}
+    assert np.isfinite(summary.loc[("pair", "additive_truth"), "r2_delta_top"])
     assert screen.per_world(table).shape[1] == 1
+
+
+def test_screen_benchmark_mean_only(tmp_path, monkeypatch):
+    """bench.screen --mean-only: the mean model fitted alone (a few steps) and scored."""
+    from bench import screen
+
+    monkeypatch.setattr(screen, "RESULTS", tmp_path)
+    monkeypatch.setattr(screen, "fit_mean", functools.partial(screen.fit_mean, steps=20))
+    screen.main(["--worlds", "0", "--seeds", "0", "--mean-only", "--n-test", "4", "--tag", "_m"])
+    table = pd.read_csv(tmp_path / "screen_m.csv")
+    assert set(table["method"]) == {"mean_model"} and set(table["holdout"]) == set(screen.GROUPS)
+    assert table["r2_delta_top"].notna().all() and table["energy"].isna().all()
