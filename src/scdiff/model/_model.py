@@ -55,11 +55,12 @@ class ConditionalDiffusion:
         none, or ``"auto"``: the condition that has a category whose cells all have
         dose 0 (the control), when exactly one has.
     additive
-        Give the attributes an additive path to the output (CPA-like; see
-        :class:`scdiff.nn.ConditionalMLP`), so that main effects add up in combinations
-        never measured. ``"auto"`` (the default) turns it on when the model has two or
-        more attributes (condition keys and doses together); with one there is nothing
-        to combine. docs/perturbation.md has the measurements behind these defaults.
+        Make main effects add up in combinations never measured: in a perturbation design (a
+        dose paired with its drug) a mean model fitted first (:class:`scdiff.nn.MeanModel`),
+        the diffusion modelling each cell's departure from it; otherwise an additive path
+        to the output (:class:`scdiff.nn.ConditionalMLP`). ``"auto"`` (the default): on with
+        two or more attributes (condition keys and doses together); with one there is
+        nothing to combine. docs/perturbation.md has the measurements behind these defaults.
     clip_negative
         Set negative expression values to 0 (the small negatives smoothing or imputation
         leaves); without it they are refused, with advice.
