@@ -226,3 +226,33 @@ def test_a_described_drug_reaches_the_mean_model_with_noisy_features_and_no_offs
     config = model.parts.network_config
     assert config["mean"] == {} and "drug_offset" not in config
     assert config["feature_noise"] == model.network.mean.embeddings[1].noise > 0
+
+
+def test_interrupt_then_resume_keeps_the_fitted_mean_bit_for_bit(tmp_path, monkeypatch):
+    """A resumed run does not refit the mean model: it comes back with the diffusion's
+    checkpoint, and the result is the uninterrupted run's, bit for bit (CPU)."""
+    import scdiff.model._fit as m
+    from tests.test_resume import _stop_after
+
+    adata = _design()
+    kw = dict(steps=40, batch_size=16, progress=False, seed=2, checkpoint_every=15)
+
+    def model():
+        return scdiff.ConditionalDiffusion(adata, condition=["cell_type", "drug"], dose="dose",
+                                           width=32, depth=1)
+
+    ref = model().train(**kw)
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setattr(m, "graceful_stop", lambda: _stop_after(25))
+    with pytest.raises(scdiff.TrainingInterrupted):
+        model().train(checkpoint_dir=run, **kw)
+    monkeypatch.undo()
+    import scdiff.model._train as t
+
+    refits = []
+    monkeypatch.setattr(t, "fit_condition_means", lambda *a, **k: refits.append(1))
+    resumed = model().train(checkpoint_dir=run, resume=True, **kw)
+    assert refits == []
+    for key, value in ref.network.state_dict().items():
+        assert torch.equal(value, resumed.network.state_dict()[key]), key
