@@ -256,3 +256,17 @@ def test_interrupt_then_resume_keeps_the_fitted_mean_bit_for_bit(tmp_path, monke
     assert refits == []
     for key, value in ref.network.state_dict().items():
         assert torch.equal(value, resumed.network.state_dict()[key]), key
+
+
+def test_a_perturbation_design_keeps_its_mean_model_in_a_forced_pca_space():
+    """``space="pca"`` (asked for; ``auto`` keeps gene space for this design): the mean model
+    is fitted in the PCA latent, and the unseen combination comes back in gene space."""
+    adata = _design()
+    model = scdiff.ConditionalDiffusion(adata, condition=["cell_type", "drug"], dose="dose",
+                                        space="pca", latent_dim=4, width=32, depth=1)
+    assert model.space.kind == "pca" and model.network.mean is not None
+    model.train(steps=30, progress=False, seed=0)
+    assert not any(p.requires_grad for p in model.network.mean.parameters())
+    with pytest.warns(scdiff.ScdiffWarning, match="never seen in training"):
+        fake = model.sample(n_cells=10, condition={"cell_type": "b", "drug": "y"}, dose={"dose": 100}, seed=0)
+    assert fake.shape == (10, 30) and np.isfinite(fake.X).all()

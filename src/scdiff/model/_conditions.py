@@ -31,15 +31,16 @@ def network_conditions(obs: pd.DataFrame, encoder: ConditionEncoder, dim: int, n
     }
     if any(s > 1 for s in encoder.key_slots) or any(features):  # plain models keep their config
         config.update(slots=encoder.key_slots, features=features)
-    if any(features[p] for p in pairs if p >= 0):  # a drug described by features (measured:
-        # docs/perturbation.md): its features seen with noise, and no offset of its own
-        config.update(feature_noise=FEATURE_NOISE, drug_offset=False)
-    if config["additive"] and any(p >= 0 for p in pairs):
-        # a perturbation design (a dose paired with its drug): the main effects add up in a
-        # mean model fitted first, the diffusion models each cell's departure from it
-        # (docs/perturbation.md); other designs keep the additive path
+    # a perturbation design (a dose paired with its drug): the main effects add up in a mean
+    # model fitted first, the diffusion models each cell's departure from it
+    # (docs/perturbation.md); other designs keep the additive path
+    mean = config["additive"] and any(p >= 0 for p in pairs)
+    if mean:
         config.update(additive=False, mean={})
-        config.pop("drug_offset", None)  # an offset of the additive path, which it no longer has
+    if any(features[p] for p in pairs if p >= 0):  # a drug described by features (measured:
+        # docs/perturbation.md): its features seen with noise, and (on the additive path) no
+        # offset of its own
+        config.update(feature_noise=FEATURE_NOISE, **({} if mean else {"drug_offset": False}))
     return config
 
 

@@ -71,15 +71,14 @@ def _space_phase(parts: ModelParts, cells: Cells, cfg: TrainConfig, resume: _fit
 def fit_condition_means(network: torch.nn.Module, data, *, steps: int, seed: int, device: str,
                         progress: bool) -> list[float]:
     """The phase before the diffusion, for a network with a mean model: fit it to the
-    training cells' condition means (``data`` in the network's space), then hold it fixed.
-    Returns its loss every 100 steps."""
+    training cells' condition means (``data`` in the network's space). Returns its loss
+    every 100 steps."""
     codes, doses = ((data.codes, data.doses) if isinstance(data, BackedCells)
                     else (data.cats.numpy(), data.doses.numpy()))
     groups = ConditionMeans.of_blocks(standardised_blocks(data), codes, doses)
     with progress_bar("condition means", steps, enabled=progress and is_main_process()) as bar:
         losses = fit_mean(network.mean, groups, steps=steps, seed=seed, device=resolve_device(device),
                           on_step=bar.update)
-    network.mean.requires_grad_(False)
     return losses
 
 
@@ -113,7 +112,7 @@ def train(parts: ModelParts, cells: Cells, *, options: dict, device: str, progre
             if resume_from is None:  # as long as the diffusion where its length was given
                 fit_condition_means(network, data, steps=min(cfg.steps, MEAN_STEPS) if given else MEAN_STEPS,
                                     seed=cfg.seed, device=device, progress=progress)
-            network.mean.requires_grad_(False)
+            network.mean.requires_grad_(False)  # held fixed through the diffusion
         result = _fit.fit(parts, network, data, cfg, device=device, progress=progress,
                           checkpoint_dir=checkpoint_dir, resume=resume_from, watcher=watcher,
                           monitor_every=monitor_every, **_kept(parts, space_cfg, space_log))

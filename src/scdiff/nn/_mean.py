@@ -75,13 +75,13 @@ class MeanModel(ConditionEmbedding):
     def forward(self, cats: torch.Tensor, doses: torch.Tensor) -> torch.Tensor:
         parts = self.attributes(cats, doses)
         n = len(self.n_categories)
-        terms = [parts[i] for i in self.covariates]
-        terms += [parts[n + k] for k, p in enumerate(self.dose_pairs) if p < 0]
+        covariates = [parts[i] for i in self.covariates]
+        terms = covariates + [parts[n + k] for k, p in enumerate(self.dose_pairs) if p < 0]
         responses = [parts[n + k] for k, p in enumerate(self.dose_pairs) if p >= 0]
         if responses:
             response = sum(responses)
             if self.gain is not None:
-                response = response * (1 + self.gain(sum(parts[i] for i in self.covariates)))
+                response = response * (1 + self.gain(sum(covariates)))
             terms.append(response)
         if not terms:
             return self.bias.expand(len(cats), -1)

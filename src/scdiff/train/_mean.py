@@ -85,7 +85,8 @@ def fit_mean(mean: nn.Module, groups: ConditionMeans, *, steps: int = MEAN_STEPS
     """Fit ``mean`` (codes, doses -> mean cell) to ``groups`` by weighted least squares,
     with a ridge penalty ``gain_l2`` on the covariates' gain (where the model has one).
 
-    Each step draws the model's training noise (feature noise, dropped residuals) anew.
+    Each step draws the model's training noise (feature noise, dropped residuals) anew, from
+    torch's global generator, which the fit seeds with ``seed``.
     Returns the loss every 100 steps (the mean squared error per value, weighted by cells,
     with the model in evaluation mode). ``on_step(step)`` is called after each step.
     """
