@@ -126,16 +126,12 @@ def fit_mean_only(model, train, seed: int) -> None:
 def mean_model_scores(model, test, train) -> pd.DataFrame:
     """The held-out conditions scored on the mean model's predicted means (method
     ``mean_model``; means only: no energy distance)."""
-    conditions = test.obs[["cell_line", "drug", "dose"]].astype(str).drop_duplicates().reset_index(drop=True)
+    conditions = _conditions(test)
     codes, doses = model.parts.encoder.encode(conditions, where="the held-out conditions")
     with torch.no_grad():
         z = model.network.mean.eval()(torch.from_numpy(codes), torch.from_numpy(doses)).numpy()
     means = model.parts.preprocessor.inverse(z, zeros=False)  # the mean itself: no zeros drawn
-    fake = ad.AnnData(means, obs=conditions.set_axis(conditions.index.astype(str)))
-    fake.var_names = test.var_names
-    scores = evaluate_perturbation(test, fake, train=train, design=DESIGN, group="holdout",
-                                   baselines=False, energy=False)
-    return scores.assign(method="mean_model")
+    return _score_means(test, conditions, means, train, "mean_model")
 
 
 def truth_scores(world: int, test, train, table: pd.DataFrame, n_generated: int) -> pd.DataFrame:
@@ -152,14 +148,26 @@ def additive_truth_scores(adata, test, train) -> pd.DataFrame:
     a predictor that knows every drug alone perfectly but cannot know how a pair never
     measured interacts. Its means alone are scored (no cells: no energy distance)."""
     pairs = test[test.obs["holdout"] == "pair"]
-    conditions = pairs.obs[["cell_line", "drug", "dose"]].astype(str).drop_duplicates().reset_index(drop=True)
+    conditions = _conditions(pairs)
     means = np.stack([screen_true_mean(adata, cell_line=c.cell_line, drug=c.drug, dose=c.dose,
                                        interaction=False) for c in conditions.itertuples()])
-    fake = ad.AnnData(means.astype(np.float32), obs=conditions.set_axis(conditions.index.astype(str)))
-    fake.var_names = test.var_names
-    scores = evaluate_perturbation(pairs, fake, train=train, design=DESIGN, group="holdout",
+    return _score_means(pairs, conditions, means, train, "additive_truth")
+
+
+def _conditions(cells) -> pd.DataFrame:
+    """The distinct conditions of ``cells``, one row each, as text."""
+    return cells.obs[["cell_line", "drug", "dose"]].astype(str).drop_duplicates().reset_index(drop=True)
+
+
+def _score_means(real, conditions: pd.DataFrame, means, train, method: str) -> pd.DataFrame:
+    """Predicted means, one row per condition, scored against the ``real`` cells (means
+    only: no energy distance)."""
+    fake = ad.AnnData(np.asarray(means, dtype=np.float32),
+                      obs=conditions.set_axis(conditions.index.astype(str)))
+    fake.var_names = real.var_names
+    scores = evaluate_perturbation(real, fake, train=train, design=DESIGN, group="holdout",
                                    baselines=False, energy=False)
-    return scores.assign(method="additive_truth")
+    return scores.assign(method=method)
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
