@@ -118,6 +118,8 @@ def fit_mean_only(model, train, seed: int) -> None:
     """The first phase of training alone: the model's mean model fitted to the training
     cells' condition means (as ``model.train`` does before the diffusion)."""
     parts = model.parts
+    torch.manual_seed(seed)  # the network drawn as model.train draws it
+    model.network = parts.build_network()
     x = parts.preprocessor.transform(parts.preprocessor.log_expression(train))
     codes, doses = parts.encoder.encode(train.obs, where="the training cells")
     fit_mean(model.network.mean, ConditionMeans.of_blocks([x], codes, doses), seed=seed)
