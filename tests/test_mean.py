@@ -11,7 +11,7 @@ import torch
 
 import scdiff
 from scdiff.diffusion import NoiseSchedule
-from scdiff.nn import ConditionalMLP, MeanModel
+from scdiff.nn import ConditionalMLP, DoseEncoder, MeanModel
 from scdiff.train._mean import ConditionMeans, fit_mean, mean_loss
 
 PREDICTIONS = [("cosine", "v"), ("cosine", "epsilon"), ("linear", "x0"), ("flow", "flow")]
@@ -270,3 +270,31 @@ def test_a_perturbation_design_keeps_its_mean_model_in_a_forced_pca_space():
     with pytest.warns(scdiff.ScdiffWarning, match="never seen in training"):
         fake = model.sample(n_cells=10, condition={"cell_type": "b", "drug": "y"}, dose={"dose": 100}, seed=0)
     assert fake.shape == (10, 30) and np.isfinite(fake.X).all()
+
+
+
+def test_a_dose_curve_golden_values_and_its_parts():
+    enc = DoseEncoder(8, kind="sigmoid", n_pair=3, pair_features=2)
+    # at first every drug's curve is slope 6, midpoint 0.5: sigmoid(6 (d - 0.5)) - sigmoid(-3)
+    s = enc.curve(torch.tensor([0.0, 0.5, 1.0, float("nan")]), torch.tensor([0, 1, 2, 0]),
+                  torch.randn(4, 2), torch.ones(4))
+    assert s.tolist() == pytest.approx([0.0, 0.452574, 0.905148, 0.0], abs=1e-6)
+    # the slope and midpoint from a linear map of the features; their residuals are the last two
+    assert isinstance(enc.curve_head, torch.nn.Linear) and enc.curve_head.out_features == 2
+    assert enc.curve_residuals.shape == (3, 2)
+    assert DoseEncoder(8, kind="sigmoid", n_pair=3).curve_residuals is None
+    with pytest.raises(ValueError, match="no dose curve"):
+        DoseEncoder(8, kind="mlp").curve(torch.zeros(2))
+
+
+def test_fit_mean_holds_measured_drugs_curves_to_their_features_by_its_penalty():
+    groups = _lines_and_a_drug()
+    features = [None, {"table": [[0.0, 1.0], [1.0, -1.0], [0.5, 0.5]], "seen": [1, 1, 1]}]
+
+    def residual_norm(l2: float) -> float:
+        torch.manual_seed(0)
+        mean = MeanModel(7, **KW, features=features)
+        fit_mean(mean, groups, steps=300, seed=0, curve_l2=l2)
+        return float((mean.dose_encoders[0].curve_residuals.detach() ** 2).sum())
+
+    assert residual_norm(1.0) < 0.5 * residual_norm(0.0)

@@ -44,7 +44,10 @@ class DoseEncoder(nn.Module):
     With ``n_pair > 0`` the encoding depends on a paired categorical attribute (the
     drug): the MLPs take a learned embedding of its code as input, and the sigmoid gets
     a slope, midpoint and direction per code. That is the drug-by-dose interaction;
-    ``n_pair`` counts the paired attribute's codes including its null token.
+    ``n_pair`` counts the paired attribute's codes including its null token. With
+    ``pair_features`` (the drugs described by features) the drug's direction comes from a
+    learned map of its features, its slope and midpoint from a linear map of them, each
+    plus a residual of the drug's own where it was measured.
 
     A learned embedding stands for "no dose given" (NaN), which classifier-free
     guidance needs.
@@ -64,9 +67,16 @@ class DoseEncoder(nn.Module):
         self.kind, self.n_freq, self.n_pair, self.pair_features = kind, n_freq, n_pair, pair_features
         if pair_features:
             # the drug's curve (or the MLP's drug input) from its features, plus a residual per
-            # measured drug (zero at first): what lets a drug never measured have a dose response
+            # measured drug (zero at first): what lets a drug never measured have a dose response.
+            # A sigmoid's direction comes from the wide-and-deep map, its slope and midpoint
+            # from a linear map alone: with a dozen drugs, the MLP placed a drug's midpoint by
+            # its unrelated descriptors (measured: docs/perturbation.md)
             out = width + 2 if kind == "sigmoid" else pair_dim
-            self.feature_head = FeatureMap(pair_features, out, hidden=width)
+            self.feature_head = FeatureMap(pair_features, width if kind == "sigmoid" else out, hidden=width)
+            if kind == "sigmoid":
+                self.curve_head = nn.Linear(pair_features, 2)  # slope, midpoint: 6 and 0.5 at first
+                nn.init.zeros_(self.curve_head.weight)
+                nn.init.zeros_(self.curve_head.bias)
             self.residual = nn.Embedding(n_pair, out)
             nn.init.zeros_(self.residual.weight)
         if kind == "sigmoid":
@@ -83,7 +93,34 @@ class DoseEncoder(nn.Module):
         self.null = nn.Parameter(torch.zeros(width))
 
     def _from_features(self, pair: torch.Tensor, features: torch.Tensor, keep: torch.Tensor):
-        return self.feature_head(features) + keep[:, None] * self.residual(pair)
+        head = self.feature_head(features)
+        if self.kind == "sigmoid":
+            head = torch.cat([head, self.curve_head(features)], dim=-1)
+        return head + keep[:, None] * self.residual(pair)
+
+    @property
+    def curve_residuals(self) -> torch.Tensor | None:
+        """The measured drugs' own slope and midpoint (the residuals on the features' curve;
+        ``None`` for an encoder without features or no sigmoid)."""
+        return self.residual.weight[:, -2:] if self.pair_features and self.kind == "sigmoid" else None
+
+    def _curve(self, d, pair, features, keep):
+        """The sigmoid's response ``s(d)`` per row (``d`` without NaN) and its direction."""
+        if self.pair_features:
+            params = self._from_features(pair, features, keep)
+            a, m, direction = 6.0 + params[:, -2], 0.5 + params[:, -1], params[:, :-2]
+        else:
+            idx = pair if self.n_pair else torch.zeros_like(d, dtype=torch.long)
+            a, m, direction = self.slope[idx], self.mid[idx], self.direction(idx)
+        return torch.sigmoid(a * (d - m)) - torch.sigmoid(-a * m), direction
+
+    def curve(self, dose: torch.Tensor, pair: torch.Tensor | None = None,
+              features: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The sigmoid encoder's response ``s(d)`` alone, in [0, 1) (0 where no dose is given)."""
+        if self.kind != "sigmoid":
+            raise ValueError(f"a {self.kind!r} dose encoder has no dose curve; use kind='sigmoid'.")
+        d = torch.nan_to_num(dose, nan=0.0)
+        return self._curve(d, pair, features, keep)[0]
 
     def forward(self, dose: torch.Tensor, pair: torch.Tensor | None = None,
                 features: torch.Tensor | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -96,13 +133,7 @@ class DoseEncoder(nn.Module):
         if self.pair_features and (features is None or keep is None):
             raise ValueError("this dose encoder reads its drug's features; pass them and keep.")
         if self.kind == "sigmoid":
-            if self.pair_features:
-                params = self._from_features(pair, features, keep)
-                a, m, direction = 6.0 + params[:, -2], 0.5 + params[:, -1], params[:, :-2]
-            else:
-                idx = pair if self.n_pair else torch.zeros_like(d, dtype=torch.long)
-                a, m, direction = self.slope[idx], self.mid[idx], self.direction(idx)
-            s = torch.sigmoid(a * (d - m)) - torch.sigmoid(-a * m)
+            s, direction = self._curve(d, pair, features, keep)
             out = s[:, None] * direction
         else:
             feats = [d[:, None]]

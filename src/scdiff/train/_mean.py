@@ -30,6 +30,10 @@ MEAN_BATCH = 4096
 #: Without it, in a design of two drugs a cell type's gain, learned from the one drug it
 #: saw, scaled the other drug's response at random (measured: docs/perturbation.md).
 MEAN_GAIN_L2 = 1e-2
+#: The ridge penalty on a measured drug's own slope and midpoint, beyond its features'
+#: curve: its doses rarely pin them (a rise between two measured doses fits about as well
+#: anywhere between them), and unpenalised they drifted where the features' curve was right.
+MEAN_CURVE_L2 = 1e-2
 
 
 @dataclass
@@ -81,9 +85,11 @@ class ConditionMeans:
 
 def fit_mean(mean: nn.Module, groups: ConditionMeans, *, steps: int = MEAN_STEPS, lr: float = MEAN_LR,
              batch: int = MEAN_BATCH, seed: int = 0, device: torch.device | str = "cpu",
-             gain_l2: float = MEAN_GAIN_L2, on_step=None) -> list[float]:
+             gain_l2: float = MEAN_GAIN_L2, curve_l2: float = MEAN_CURVE_L2, on_step=None) -> list[float]:
     """Fit ``mean`` (codes, doses -> mean cell) to ``groups`` by weighted least squares,
-    with a ridge penalty ``gain_l2`` on the covariates' gain (where the model has one).
+    with ridge penalties ``gain_l2`` on the covariates' gain (where the model has one) and
+    ``curve_l2`` on the measured drugs' own dose-curve slope and midpoint (where their curves
+    come from features).
 
     Each step draws the model's training noise (feature noise, dropped residuals) anew, from
     torch's global generator, which the fit seeds with ``seed``.
@@ -101,6 +107,8 @@ def fit_mean(mean: nn.Module, groups: ConditionMeans, *, steps: int = MEAN_STEPS
     opt = torch.optim.Adam([p for p in mean.parameters() if p.requires_grad], lr=lr)
     warmup, settle = min(100, steps // 10), max(1, steps // 5)
     gain = list(mean.gain.parameters()) if getattr(mean, "gain", None) is not None and gain_l2 > 0 else []
+    curve = [enc for enc in getattr(mean, "dose_encoders", ())
+             if curve_l2 > 0 and getattr(enc, "curve_residuals", None) is not None]
     losses = []
     for step in range(steps):
         for group in opt.param_groups:
@@ -112,6 +120,8 @@ def fit_mean(mean: nn.Module, groups: ConditionMeans, *, steps: int = MEAN_STEPS
             loss = (((mean(cats, doses) - means) ** 2).mean(1) * weights).sum()
         if gain:
             loss = loss + gain_l2 * sum((p ** 2).sum() for p in gain)
+        if curve:
+            loss = loss + curve_l2 * sum((enc.curve_residuals ** 2).sum() for enc in curve)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
