@@ -272,6 +272,39 @@ def test_a_perturbation_design_keeps_its_mean_model_in_a_forced_pca_space():
     assert fake.shape == (10, 30) and np.isfinite(fake.X).all()
 
 
+# -- sets: a measured pair's interaction, an unmeasured pair's members adding up -----------------
+
+SET_KW = dict(n_categories=[2, 4], n_doses=1, width=16, dose_encoder="sigmoid", dose_pairs=[1], slots=[1, 2])
+# line 0 / 1; drug 0 (the control), drugs 1, 2, 3, code 4 the null token; a cell holds up to two
+NULL = 4
+
+
+def test_only_a_measured_set_has_an_interaction_in_any_order():
+    mean = _randomised(MeanModel(7, **SET_KW, sets={"1": [[2, 1]]}))  # the pair {1, 2} measured
+    cats = torch.tensor([[0, 0, NULL], [0, 1, NULL], [0, 2, NULL], [0, 3, NULL],
+                         [0, 1, 2], [0, 2, 1], [0, 1, 3], [0, 1, 2]])
+    nan = float("nan")
+    doses = torch.tensor([[0.0, nan], [0.6, nan], [0.8, nan], [0.8, nan],
+                          [0.6, 0.8], [0.8, 0.6], [0.6, 0.8], [0.6, 0.0]])
+    with torch.no_grad():
+        mean.dose_encoders[0].slope.fill_(6.0)  # curves that rise between the doses
+        mean.dose_encoders[0].mid.fill_(0.5)
+        mu = mean(cats, doses)
+        delta = mu - mu[0]
+        assert torch.allclose(mu[4], mu[5], atol=1e-6)  # a set, in any order
+        # never measured: the members' effects add up exactly
+        assert torch.allclose(delta[6], delta[1] + delta[3], atol=1e-5)
+        # a member at dose 0 takes the interaction away: the pair is its other member alone
+        assert torch.allclose(mu[7], mu[1], atol=1e-6)
+        # golden: measured, the members' sum plus s_1(0.6) s_2(0.8) times its strength along the direction
+        enc, inter = mean.dose_encoders[0], mean.interactions["1"]
+        s = enc.curve(torch.tensor([0.6, 0.8]), torch.tensor([1, 2]))
+        q = s[0] * s[1] * inter.strength.weight[0, 0] * inter.direction.weight[:, 0]
+        assert torch.allclose(delta[4], delta[1] + delta[2] + q @ mean.project.weight.T, atol=1e-5)
+        assert q.abs().sum() > 0.01
+    assert [name for name, _ in mean.named_parameters() if "interactions" in name] == [
+        "interactions.1.strength.weight", "interactions.1.direction.weight"]
+
 
 def test_a_dose_curve_golden_values_and_its_parts():
     enc = DoseEncoder(8, kind="sigmoid", n_pair=3, pair_features=2)
@@ -298,3 +331,41 @@ def test_fit_mean_holds_measured_drugs_curves_to_their_features_by_its_penalty()
         return float((mean.dose_encoders[0].curve_residuals.detach() ** 2).sum())
 
     assert residual_norm(1.0) < 0.5 * residual_norm(0.0)
+
+
+def _pair_screen() -> tuple[ConditionMeans, np.ndarray]:
+    """Control, drugs 1-3 alone at three doses, the pair {1, 2} with a strong interaction
+    (measured at one dose), one line; and the true effect of each single drug at dose 0.5."""
+    rng = np.random.default_rng(1)
+    effects, interaction = rng.normal(size=(4, 7)), 2.0 * rng.normal(size=7)
+    curve = lambda d: d / (0.3 + d)  # noqa: E731
+    rows, means = [([0, 0, NULL], [0.0, np.nan])], [np.zeros(7)]
+    for drug in (1, 2, 3):
+        for dose in (0.25, 0.75, 1.0):
+            rows.append(([0, drug, NULL], [dose, np.nan]))
+            means.append(effects[drug] * curve(dose))
+    rows.append(([0, 1, 2], [0.5, 0.5]))
+    means.append((effects[1] + effects[2]) * curve(0.5) + interaction)
+    codes = np.array([r[0] for r in rows])
+    doses = np.array([r[1] for r in rows], dtype=np.float32)
+    groups = ConditionMeans.of_blocks([np.array(means, dtype=np.float32)], codes, doses)
+    return groups, effects * curve(0.5)
+
+
+def test_a_measured_pairs_interaction_is_not_taken_for_its_members_effects():
+    """Fitted with the pair's interaction, a member alone at the pair's dose (never measured
+    alone there) is its own effect; without it, the pair's interaction leaks into its members."""
+    groups, truth = _pair_screen()
+
+    def single_error(sets) -> float:
+        torch.manual_seed(0)
+        mean = MeanModel(7, **{**SET_KW, "n_categories": [1, 4]}, sets=sets)
+        fit_mean(mean, groups, steps=1500, seed=0)
+        nan = float("nan")
+        with torch.no_grad():
+            mu = mean(torch.tensor([[0, 0, NULL], [0, 1, NULL], [0, 2, NULL]]),
+                      torch.tensor([[0.0, nan], [0.5, nan], [0.5, nan]]))
+        return float(((mu[1:] - mu[0] - torch.as_tensor(truth[1:3], dtype=torch.float32)) ** 2).mean())
+
+    with_sets, without = single_error({"1": [[1, 2]]}), single_error(None)
+    assert with_sets < 0.02 and without > 5 * with_sets

@@ -252,9 +252,15 @@ def test_an_unmeasured_drug_and_an_unmeasured_pair_can_be_sampled(trained):
 
 
 def test_sets_and_features_survive_save_and_load(trained, tmp_path):
+    # the measured pair a+b has an interaction in the mean model (codes of its members, sorted)
+    pair = pd.DataFrame({"cell_line": ["l0"], "drug": ["b+a"], "dose": ["10+100"]})
+    codes, _ = trained.encoder.encode(pair)
+    assert trained.network_config["mean"] == {"sets": {"1": [sorted(codes[0, 1:].tolist())]}}
     trained.save(tmp_path / "run")
     loaded = scdiff.ConditionalDiffusion.load(tmp_path / "run")
     assert loaded.encoder.unseen == trained.encoder.unseen and loaded.encoder.key_slots == [1, 2]
+    assert torch.equal(loaded.network.mean.interactions["1"].strength.weight,
+                       trained.network.mean.interactions["1"].strength.weight)
     kw = dict(condition={"cell_line": "l1", "drug": "a+d"}, dose={"dose": "100+10"}, seed=3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -36,7 +36,8 @@ def network_conditions(obs: pd.DataFrame, encoder: ConditionEncoder, dim: int, n
     # (docs/perturbation.md); other designs keep the additive path
     mean = config["additive"] and any(p >= 0 for p in pairs)
     if mean:
-        config.update(additive=False, mean={})
+        sets = measured_sets(obs, encoder, pairs)
+        config.update(additive=False, mean={"sets": sets} if sets else {})
     if any(features[p] for p in pairs if p >= 0):  # a drug described by features (measured:
         # docs/perturbation.md): its features seen with noise, and (on the additive path) no
         # offset of its own
@@ -150,4 +151,23 @@ def dose_pairs(
             raise InputError(f"dose_by pairs {dk!r} with {key!r}, which is not a condition; "
                              f"use one of: {', '.join(keys) or 'none (give ' + arg('condition') + ')'}.")
         out.append(keys.index(key) if key is not None else -1)
+    return out
+
+
+def measured_sets(obs: pd.DataFrame, encoder: ConditionEncoder,
+                  pairs: list[int]) -> dict[str, list[list[int]]]:
+    """The sets of two or more members measured in ``obs``, per set attribute paired with a
+    dose (codes, sorted): the mean model learns an interaction for each."""
+    codes, _ = encoder.encode(obs, where="the training cells")
+    out, start = {}, 0
+    for i, n in enumerate(encoder.key_slots):
+        block = codes[:, start:start + n]
+        start += n
+        if n < 2 or i not in pairs:
+            continue
+        null = encoder.n_categories[i]
+        rows = block[(block != null).sum(1) > 1]
+        found = {tuple(sorted(int(c) for c in row if c != null)) for row in rows}
+        if found:
+            out[str(i)] = [list(m) for m in sorted(found)]
     return out
