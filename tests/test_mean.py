@@ -304,6 +304,16 @@ def test_only_a_measured_set_has_an_interaction_in_any_order():
         assert q.abs().sum() > 0.01
     assert [name for name, _ in mean.named_parameters() if "interactions" in name] == [
         "interactions.1.strength.weight", "interactions.1.direction.weight"]
+    # a dose encoder without a curve: the interaction is on wherever both members are dosed
+    mlp = _randomised(MeanModel(7, **{**SET_KW, "dose_encoder": "mlp"}, sets={"1": [[1, 2]]}))
+    with torch.no_grad():
+        mu = mlp(cats, doses)
+        inter = (mlp.interactions["1"].direction.weight[:, 0] * mlp.interactions["1"].strength.weight[0, 0])
+        others = mlp(cats[[4]], doses[[4]]) - inter @ mlp.project.weight.T
+        assert not torch.allclose(mu[4], others[0], atol=1e-4)
+        mlp.interactions["1"].strength.weight.zero_()
+        assert torch.allclose(mlp(cats[[4]], doses[[4]])[0], others[0], atol=1e-5)
+        assert torch.allclose(mlp(cats[[7]], doses[[7]]), mu[[7]], atol=1e-6)  # b at dose 0: none
 
 
 def test_a_dose_curve_golden_values_and_its_parts():

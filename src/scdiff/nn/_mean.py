@@ -116,21 +116,23 @@ class MeanModel(ConditionEmbedding):
 
     def _interaction(self, i: int, cats: torch.Tensor, doses: torch.Tensor) -> torch.Tensor:
         """The measured sets' interactions, each scaled by the product of its members' dose
-        curves (zero where a member has dose 0); zero for a set never measured."""
+        curves (zero where a member has dose 0; with a dose encoder that has no curve, one
+        wherever every member is dosed); zero for a set never measured."""
         start = sum(self.slots[:i])
         codes = cats[:, start:start + self.slots[i]]
         member = codes != self.n_categories[i]
         scale = torch.ones(len(cats), device=cats.device)
         d = self.dose_pairs.index(i)
         enc, table = self.dose_encoders[d], self.embeddings[i]
-        if enc.kind == "sigmoid":
-            column = sum(self.slots[p] if p >= 0 else 1 for p in self.dose_pairs[:d])
-            for j in range(self.slots[i]):
-                code = codes[:, j]
-                # the member's measured curve: its features without training noise, its residual
+        column = sum(self.slots[p] if p >= 0 else 1 for p in self.dose_pairs[:d])
+        for j in range(self.slots[i]):
+            code, dose = codes[:, j], doses[:, column + j]
+            if enc.kind == "sigmoid":  # the member's measured curve: its features without noise
                 known = (table.table[code], table.seen[code]) if isinstance(table, FeatureEmbedding) else ()
-                s = enc.curve(doses[:, column + j], code, *known)
-                scale = scale * torch.where(member[:, j], s, torch.ones_like(s))
+                s = enc.curve(dose, code, *known)
+            else:  # no curve to scale by: on wherever the member is dosed
+                s = (torch.nan_to_num(dose, nan=0.0) > 0).to(scale.dtype)
+            scale = scale * torch.where(member[:, j], s, torch.ones_like(s))
         known = member.sum(1) > 1
         return self.interactions[str(i)](self._set_keys(codes, i), scale * known.to(scale.dtype))
 
