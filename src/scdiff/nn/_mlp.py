@@ -173,6 +173,16 @@ class ConditionalMLP(ConditionEmbedding):
             self.register_buffer("shift_a", torch.as_tensor(shift[0], dtype=torch.float32), persistent=False)
             self.register_buffer("shift_b", torch.as_tensor(shift[1], dtype=torch.float32), persistent=False)
 
+    def train(self, mode: bool = True) -> ConditionalMLP:
+        """As :meth:`torch.nn.Module.train`, except the mean model, which is fitted in a phase
+        of its own (:func:`scdiff.train.fit_mean`) and always evaluated within the network:
+        in training mode it would draw its feature noise and drop its drugs' residuals, so
+        the diffusion would learn departures from a mean other than the one it samples with."""
+        super().train(mode)
+        if self.mean is not None:
+            self.mean.eval()
+        return self
+
     def condition(self, time: torch.Tensor, parts: list[torch.Tensor]) -> torch.Tensor:
         """The blocks' conditioning vector: the time embedding plus every attribute's."""
         cond = time
