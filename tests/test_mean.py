@@ -379,3 +379,20 @@ def test_a_measured_pairs_interaction_is_not_taken_for_its_members_effects():
 
     with_sets, without = single_error({"1": [[1, 2]]}), single_error(None)
     assert with_sets < 0.02 and without > 5 * with_sets
+
+
+def test_the_network_evaluates_its_mean_model_in_training_mode_too():
+    """Fitted first, the mean model is evaluated within the network while the diffusion
+    trains: its feature noise and dropped residuals would otherwise move the mean the
+    network learns departures from, away from the one it samples with."""
+    features = [None, {"table": [[0.0, 1.0], [1.0, -1.0], [0.5, 0.5]], "seen": [1, 1, 1]}]
+    sched = NoiseSchedule(100, "cosine", "v")
+    net = _randomised(ConditionalMLP(7, depth=1, mean={}, shift=sched.mean_shift(), features=features,
+                                     feature_noise=0.3, **KW))
+    cats, doses = torch.tensor([[0, 1], [1, 2]] * 8), torch.full((16, 1), 0.7)
+    with torch.no_grad():
+        net.mean.train()  # as fit_mean leaves it while fitting: its output draws noise
+        assert not torch.allclose(net.mean(cats, doses), net.mean(cats, doses))
+        net.train()
+        assert net.training and not net.mean.training
+        assert torch.equal(net.mean(cats, doses), net.mean(cats, doses))
