@@ -50,8 +50,10 @@ import torch
 
 import scdiff
 from scdiff.datasets import screen_features, screen_true_mean, simulate_screen
+from scdiff.model._space import network_cells
+from scdiff.model._train import fit_condition_means
 from scdiff.perturb import Design, evaluate_perturbation
-from scdiff.train import ConditionMeans, fit_mean
+from scdiff.train._mean import MEAN_STEPS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DESIGN = Design(covariates=("cell_line",), perturbation="drug", dose="dose", control="control")
@@ -82,7 +84,7 @@ def run_world(world: int, seeds: list[int], *, model_kw: dict, train_kw: dict, s
             model.parts.network_config.update(network_kw)
             model.network = model.parts.build_network()
         if mean_only:  # the mean model alone: its fit, not the diffusion
-            fit_mean_only(model, train, seed)
+            fit_mean_only(model, seed)
             rows.append(mean_model_scores(model, test, train).assign(world=world, seed=seed))
             print(f"world {world} seed {seed}: mean model fitted in {time.perf_counter() - start:.0f} s")
             continue
@@ -114,15 +116,14 @@ def _held_out(adata):
     return adata[adata.obs["holdout"].isin(GROUPS)].copy()
 
 
-def fit_mean_only(model, train, seed: int) -> None:
+def fit_mean_only(model, seed: int) -> None:
     """The first phase of training alone: the model's mean model fitted to the training
-    cells' condition means (as ``model.train`` does before the diffusion)."""
+    cells' condition means, by the phase ``model.train`` runs before the diffusion."""
     parts = model.parts
     torch.manual_seed(seed)  # the network drawn as model.train draws it
     model.network = parts.build_network()
-    x = parts.preprocessor.transform(parts.preprocessor.log_expression(train))
-    codes, doses = parts.encoder.encode(train.obs, where="the training cells")
-    fit_mean(model.network.mean, ConditionMeans.of_blocks([x], codes, doses), seed=seed)
+    fit_condition_means(model.network, network_cells(parts.space, model._data), steps=MEAN_STEPS,
+                        seed=seed, device="cpu", progress=False)
 
 
 def mean_model_scores(model, test, train) -> pd.DataFrame:

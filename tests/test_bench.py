@@ -1,6 +1,5 @@
 """The benchmarks measure what they say (no timing is asserted: machines are noisy)."""
 
-import functools
 import inspect
 import subprocess
 import sys
@@ -109,7 +108,7 @@ def test_screen_benchmark_mean_only(tmp_path, monkeypatch):
     from bench import screen
 
     monkeypatch.setattr(screen, "RESULTS", tmp_path)
-    monkeypatch.setattr(screen, "fit_mean", functools.partial(screen.fit_mean, steps=20))
+    monkeypatch.setattr(screen, "MEAN_STEPS", 20)
     screen.main(["--worlds", "0", "--seeds", "0", "--mean-only", "--n-test", "4", "--tag", "_m"])
     table = pd.read_csv(tmp_path / "screen_m.csv")
     assert set(table["method"]) == {"mean_model"} and set(table["holdout"]) == set(screen.GROUPS)

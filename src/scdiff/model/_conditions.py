@@ -166,8 +166,8 @@ def measured_sets(obs: pd.DataFrame, encoder: ConditionEncoder,
         if n < 2 or i not in pairs:
             continue
         null = encoder.n_categories[i]
-        rows = block[(block != null).sum(1) > 1]
-        found = {tuple(sorted(int(c) for c in row if c != null)) for row in rows}
-        if found:
-            out[str(i)] = [list(m) for m in sorted(found)]
+        # each distinct set once, its members sorted (the null code, the largest, pads the end)
+        found = np.unique(np.sort(block[(block != null).sum(1) > 1], axis=1), axis=0)
+        if len(found):
+            out[str(i)] = [[int(c) for c in row if c != null] for row in found]
     return out

@@ -71,13 +71,14 @@ class DoseEncoder(nn.Module):
             # A sigmoid's direction comes from the wide-and-deep map, its slope and midpoint
             # from a linear map alone: with a dozen drugs, the MLP placed a drug's midpoint by
             # its unrelated descriptors (measured: docs/perturbation.md)
-            out = width + 2 if kind == "sigmoid" else pair_dim
-            self.feature_head = FeatureMap(pair_features, width if kind == "sigmoid" else out, hidden=width)
+            head = width if kind == "sigmoid" else pair_dim
+            self.feature_head = FeatureMap(pair_features, head, hidden=width)
             if kind == "sigmoid":
                 self.curve_head = nn.Linear(pair_features, 2)  # slope, midpoint: 6 and 0.5 at first
                 nn.init.zeros_(self.curve_head.weight)
                 nn.init.zeros_(self.curve_head.bias)
-            self.residual = nn.Embedding(n_pair, out)
+            # the residual covers the head's outputs: direction (or MLP input), slope, midpoint
+            self.residual = nn.Embedding(n_pair, head + 2 if kind == "sigmoid" else head)
             nn.init.zeros_(self.residual.weight)
         if kind == "sigmoid":
             if not pair_features:

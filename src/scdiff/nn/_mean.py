@@ -107,6 +107,19 @@ class MeanModel(ConditionEmbedding):
             return self.bias.expand(len(cats), -1)
         return self.bias + self.project(sum(terms))
 
+    def penalty(self, *, gain_l2: float, curve_l2: float) -> torch.Tensor | float:
+        """The fit's ridge penalties: ``gain_l2`` on the covariates' gain ``G``, ``curve_l2``
+        on the measured drugs' own slope and midpoint (where their curves come from features)."""
+        out = 0.0
+        if self.gain is not None and gain_l2 > 0:
+            out = out + gain_l2 * sum((p ** 2).sum() for p in self.gain.parameters())
+        if curve_l2 > 0:
+            for enc in self.dose_encoders:
+                residuals = getattr(enc, "curve_residuals", None)  # an Identity for a skipped dose
+                if residuals is not None:
+                    out = out + curve_l2 * (residuals ** 2).sum()
+        return out
+
     def _set_keys(self, codes: torch.Tensor, i: int) -> torch.Tensor:
         """One integer per row for attribute ``i``'s set of codes: the same for any order of
         its members (the null code pads a smaller set)."""

@@ -13,11 +13,15 @@ this learning rate (docs/perturbation.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from scdiff.nn import MeanModel
 
 #: Steps of the fit and their learning rate (Adam; warm-up, then constant, then a cosine
 #: over the last fifth).
@@ -83,13 +87,13 @@ class ConditionMeans:
                    torch.from_numpy(counts.astype(np.float32)))
 
 
-def fit_mean(mean: nn.Module, groups: ConditionMeans, *, steps: int = MEAN_STEPS, lr: float = MEAN_LR,
+def fit_mean(mean: MeanModel, groups: ConditionMeans, *, steps: int = MEAN_STEPS, lr: float = MEAN_LR,
              batch: int = MEAN_BATCH, seed: int = 0, device: torch.device | str = "cpu",
              gain_l2: float = MEAN_GAIN_L2, curve_l2: float = MEAN_CURVE_L2, on_step=None) -> list[float]:
-    """Fit ``mean`` (codes, doses -> mean cell) to ``groups`` by weighted least squares,
-    with ridge penalties ``gain_l2`` on the covariates' gain (where the model has one) and
-    ``curve_l2`` on the measured drugs' own dose-curve slope and midpoint (where their curves
-    come from features).
+    """Fit ``mean`` (a :class:`~scdiff.nn.MeanModel`: codes, doses -> mean cell) to ``groups``
+    by weighted least squares, with its ridge penalties (:meth:`~scdiff.nn.MeanModel.penalty`):
+    ``gain_l2`` on the covariates' gain, ``curve_l2`` on the measured drugs' own dose-curve
+    slope and midpoint.
 
     Each step draws the model's training noise (feature noise, dropped residuals) anew, from
     torch's global generator, which the fit seeds with ``seed``.
@@ -106,9 +110,6 @@ def fit_mean(mean: nn.Module, groups: ConditionMeans, *, steps: int = MEAN_STEPS
         mean.bias.copy_((weights[:, None] * means).sum(0))
     opt = torch.optim.Adam([p for p in mean.parameters() if p.requires_grad], lr=lr)
     warmup, settle = min(100, steps // 10), max(1, steps // 5)
-    gain = list(mean.gain.parameters()) if getattr(mean, "gain", None) is not None and gain_l2 > 0 else []
-    curve = [enc for enc in getattr(mean, "dose_encoders", ())
-             if curve_l2 > 0 and getattr(enc, "curve_residuals", None) is not None]
     losses = []
     for step in range(steps):
         for group in opt.param_groups:
@@ -118,10 +119,7 @@ def fit_mean(mean: nn.Module, groups: ConditionMeans, *, steps: int = MEAN_STEPS
             loss = ((mean(cats[rows], doses[rows]) - means[rows]) ** 2).mean()
         else:
             loss = (((mean(cats, doses) - means) ** 2).mean(1) * weights).sum()
-        if gain:
-            loss = loss + gain_l2 * sum((p ** 2).sum() for p in gain)
-        if curve:
-            loss = loss + curve_l2 * sum((enc.curve_residuals ** 2).sum() for enc in curve)
+        loss = loss + mean.penalty(gain_l2=gain_l2, curve_l2=curve_l2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
