@@ -235,6 +235,18 @@ def test_auto_picks_latent_where_library_sizes_are_known():
     assert scdiff.ConditionalDiffusion(counts, condition="cell_type", dose="dose").space.kind == "gene"
 
 
+def test_the_autoencoder_drops_out_on_small_data_only_unless_told(monkeypatch):
+    from scdiff.model import _space
+
+    assert _space.autoencoder_dropout(4_999) == 0.3 and _space.autoencoder_dropout(5_000) == 0.0
+    monkeypatch.setattr(_space, "LARGE_DATA_CELLS", 40)  # 3 types x 10 cells is small, x 20 large
+    small, large = make_counts(n_per_type=10, n_genes=12, seed=1), make_counts(n_per_type=20, n_genes=12)
+    assert scdiff.ConditionalDiffusion(small, condition="cell_type").space.dropout == 0.3
+    assert scdiff.ConditionalDiffusion(large, condition="cell_type").space.dropout == 0.0
+    given = scdiff.ConditionalDiffusion(large, condition="cell_type", autoencoder={"dropout": 0.2})
+    assert given.space.dropout == 0.2 and given.space.build_autoencoder().encoder[3].p == 0.2
+
+
 def test_space_options_are_checked():
     a = make_counts(n_per_type=10, n_genes=12, seed=1)
     with pytest.raises(InputError, match="space='genes' needs to be one of auto, gene, pca, latent"):

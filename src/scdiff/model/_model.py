@@ -77,7 +77,8 @@ class ConditionalDiffusion:
         number) or the ``latent`` space (default 64).
     autoencoder
         Settings of the latent space's autoencoder: ``width``, ``depth``, ``dropout``,
-        ``kl_weight`` (:class:`scdiff.space.CountSpace`).
+        ``kl_weight`` (:class:`scdiff.space.CountSpace`). ``dropout`` left out follows the
+        number of training cells (:func:`scdiff.model._space.autoencoder_dropout`).
     kind
         ``"tabular"`` models the data as a plain table (:class:`scdiff.data.TableCodec`),
         ``"expression"`` as expression; ``"auto"`` (the default): an AnnData is

@@ -196,7 +196,7 @@ def setup(
     kind = choose_space(space, has_library=bool(library),
                         n_attributes=len(encoder.keys) + len(encoder.dose_keys))
     space_obj = new_space(kind, preprocessor, adata.var_names, latent_dim=latent_dim,
-                          autoencoder=autoencoder)
+                          autoencoder=autoencoder, n_cells=adata.n_obs)
     network_config = network_conditions(adata.obs, encoder, space_obj.dim, network, dose_encoder,
                                         dose_by, additive, condition_features, smiles)
     # the training cells' sketch (in memory only: for backed data it would cost another pass)
