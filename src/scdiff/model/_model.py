@@ -76,9 +76,8 @@ class ConditionalDiffusion:
         Dimensions of the ``pca`` space (default 32; for fewer genes, one less than their
         number) or the ``latent`` space (default 64).
     autoencoder
-        Settings of the latent space's autoencoder: ``width``, ``depth``, ``dropout``,
-        ``kl_weight`` (:class:`scdiff.space.CountSpace`). ``dropout`` left out follows the
-        number of training cells (:func:`scdiff.model._space.autoencoder_dropout`).
+        Settings of the latent space's autoencoder: ``width``, ``depth``, ``kl_weight`` and
+        ``dropout`` (left out: by the number of cells, ``_space.autoencoder_dropout``).
     kind
         ``"tabular"`` models the data as a plain table (:class:`scdiff.data.TableCodec`),
         ``"expression"`` as expression; ``"auto"`` (the default): an AnnData is
