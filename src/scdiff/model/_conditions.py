@@ -157,8 +157,10 @@ def dose_pairs(
 def measured_sets(obs: pd.DataFrame, encoder: ConditionEncoder,
                   pairs: list[int]) -> dict[str, list[list[int]]]:
     """The sets of two or more members measured in ``obs``, per set attribute paired with a
-    dose (codes, sorted): the mean model learns an interaction for each."""
-    codes, _ = encoder.encode(obs, where="the training cells")
+    dose (codes, sorted): the mean model learns an interaction for each. Each distinct
+    condition is encoded once (the training cells are encoded in full later, for training)."""
+    columns = list(dict.fromkeys([*encoder.keys, *encoder.dose_keys]))
+    codes, _ = encoder.encode(obs[columns].drop_duplicates(), where="the training cells")
     out, start = {}, 0
     for i, n in enumerate(encoder.key_slots):
         block = codes[:, start:start + n]

@@ -79,7 +79,7 @@ def check_latent_dim(latent_dim) -> int:
 
 
 def new_space(kind: str, preprocessor: Preprocessor, var_names, *, latent_dim: int | None,
-              autoencoder: Mapping | None = None, n_cells: int = 0) -> Space:
+              n_cells: int, autoencoder: Mapping | None = None) -> Space:
     """An unfitted space of ``kind`` over the modelled genes (and, for ``latent``, writing
     every gene of ``var_names``). ``latent_dim`` None: :data:`LATENT_DIM`, for a PCA :data:`PCA_DIM`, at most
     one less than the modelled genes. An autoencoder's dropout, unless ``autoencoder``

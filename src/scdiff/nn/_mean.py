@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from scdiff.nn._conditions import ConditionEmbedding
+from scdiff.nn._dose import DoseEncoder
 from scdiff.nn._features import FeatureEmbedding
 
 
@@ -115,7 +116,7 @@ class MeanModel(ConditionEmbedding):
             out = out + gain_l2 * sum((p ** 2).sum() for p in self.gain.parameters())
         if curve_l2 > 0:
             for enc in self.dose_encoders:
-                residuals = getattr(enc, "curve_residuals", None)  # an Identity for a skipped dose
+                residuals = enc.curve_residuals if isinstance(enc, DoseEncoder) else None  # skipped: Identity
                 if residuals is not None:
                     out = out + curve_l2 * (residuals ** 2).sum()
         return out
